@@ -1,0 +1,1 @@
+"""Detector parts: backbones, FPN, GFL head, priors, ATSS, post-processing and NMS."""

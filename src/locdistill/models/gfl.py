@@ -1,0 +1,169 @@
+"""The GFL detector: backbone -> FPN -> GFL head, with explicit ``loss`` and ``predict``.
+
+``forward`` always returns raw head outputs, so an eval-mode teacher hands its distributions to LD
+with no mode tricks::
+
+    outputs = model(batch.images)                       # HeadOutputs
+    losses = model.loss(outputs, batch.targets, batch.metas)
+    detections = model.predict(outputs, batch.metas)    # list[Detections]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from locdistill.config import ModelConfig
+from locdistill.models.backbones import build_backbone
+from locdistill.models.fpn import FPN
+from locdistill.models.gfl_head import GFLHead, HeadOutputs
+from locdistill.models.gfl_loss import gfl_loss
+from locdistill.models.integral import Integral
+from locdistill.models.postprocess import PostProcessConfig, postprocess
+from locdistill.models.priors import multi_level_anchors
+from locdistill.models.targets import GFLTargets, build_targets
+from locdistill.structures import Detections, ImageMeta, Targets, check_targets
+
+
+class GFL(nn.Module):
+    """Generalized Focal Loss detector (v1; v2 when the head has DGQP).
+
+    Args:
+        backbone: returns C3-C5; has ``out_channels``, ``mean`` and ``std``.
+        neck: the FPN.
+        head: the GFL head.
+        strides: one per FPN level.
+        octave_base_scale: anchor side in strides.
+        atss_topk: ATSS candidates per level.
+        qfl_beta, qfl_weight, giou_weight, dfl_weight: loss settings.
+        test_cfg: post-processing settings.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: FPN,
+        head: GFLHead,
+        strides: list[int],
+        octave_base_scale: float = 8.0,
+        atss_topk: int = 9,
+        qfl_beta: float = 2.0,
+        qfl_weight: float = 1.0,
+        giou_weight: float = 2.0,
+        dfl_weight: float = 0.25,
+        test_cfg: PostProcessConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.neck, self.head = backbone, neck, head
+        self.strides = list(strides)
+        self.octave_base_scale = octave_base_scale
+        self.atss_topk = atss_topk
+        self.qfl_beta, self.qfl_weight = qfl_beta, qfl_weight
+        self.giou_weight, self.dfl_weight = giou_weight, dfl_weight
+        self.test_cfg = test_cfg or PostProcessConfig()
+        self.integral = Integral(head.reg_max)
+        self._anchor_cache: dict[tuple, list[Tensor]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
+    def reg_max(self) -> int:
+        return self.head.reg_max
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return tuple(self.backbone.mean)  # type: ignore[return-value]
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return tuple(self.backbone.std)  # type: ignore[return-value]
+
+    def forward(self, images: Tensor) -> HeadOutputs:
+        """``[B, 3, H, W]`` normalised images -> raw :class:`HeadOutputs` (no decoding, no loss)."""
+        return self.head(self.neck(self.backbone(images)))
+
+    def anchors(self, outputs: HeadOutputs) -> list[Tensor]:
+        """Per-level anchors ``[H_l*W_l, 4]`` for the feature sizes of ``outputs`` (cached)."""
+        sizes = [tuple(c.shape[-2:]) for c in outputs.cls_scores]
+        device = outputs.cls_scores[0].device
+        key = (tuple(sizes), str(device))
+        if key not in self._anchor_cache:
+            if len(self._anchor_cache) > 32:
+                self._anchor_cache.clear()
+            self._anchor_cache[key] = multi_level_anchors(sizes, self.strides, self.octave_base_scale, device)
+        return self._anchor_cache[key]
+
+    def get_targets(self, outputs: HeadOutputs, targets: list[Targets], metas: list[ImageMeta]) -> GFLTargets:
+        """ATSS assignment of every anchor of the batch; checks the targets first (clear errors)."""
+        for t, m in zip(targets, metas):
+            check_targets(t, m, self.num_classes)
+        sizes = [tuple(c.shape[-2:]) for c in outputs.cls_scores]
+        return build_targets(
+            self.anchors(outputs), sizes, self.strides, targets, metas, self.num_classes, self.atss_topk  # type: ignore[arg-type]
+        )
+
+    def loss(
+        self,
+        outputs: HeadOutputs,
+        targets: list[Targets],
+        metas: list[ImageMeta],
+        gfl_targets: GFLTargets | None = None,
+    ) -> dict[str, Tensor]:
+        """Training losses ``loss_cls`` (QFL), ``loss_bbox`` (GIoU), ``loss_dfl``, each summed over levels."""
+        if gfl_targets is None:
+            gfl_targets = self.get_targets(outputs, targets, metas)
+        out = self.loss_per_level(outputs, gfl_targets)
+        return {k: out[k].sum() for k in ("loss_cls", "loss_bbox", "loss_dfl")}
+
+    def loss_per_level(self, outputs: HeadOutputs, gfl_targets: GFLTargets) -> dict[str, Tensor]:
+        """The per-level values of :func:`locdistill.models.gfl_loss.gfl_loss`."""
+        outputs = HeadOutputs([c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds])
+        return gfl_loss(
+            outputs, gfl_targets, self.integral, self.qfl_beta, self.qfl_weight, self.giou_weight, self.dfl_weight
+        )
+
+    @torch.no_grad()
+    def predict(self, outputs: HeadOutputs, metas: list[ImageMeta], rescale: bool = True) -> list[Detections]:
+        """Detections per image; with ``rescale`` in original-image pixels."""
+        outputs = HeadOutputs([c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds])
+        return postprocess(outputs, self.anchors(outputs), self.strides, metas, self.integral, self.test_cfg, rescale)
+
+
+def build_gfl(cfg: ModelConfig) -> GFL:
+    """Build a :class:`GFL` from the model section of a config (the only place that reads it)."""
+    backbone = build_backbone(cfg.backbone)
+    neck = FPN(list(backbone.out_channels), cfg.neck.out_channels, cfg.neck.num_outs)
+    h = cfg.head
+    if len(h.strides) != cfg.neck.num_outs:
+        raise ValueError(
+            f"model.head.strides has {len(h.strides)} entries but the FPN makes {cfg.neck.num_outs} levels"
+        )
+    head = GFLHead(
+        num_classes=h.num_classes,
+        in_channels=cfg.neck.out_channels,
+        feat_channels=h.feat_channels,
+        stacked_convs=h.stacked_convs,
+        num_levels=cfg.neck.num_outs,
+        reg_max=h.reg_max,
+        norm_groups=h.norm_groups,
+        dgqp=h.dgqp,
+        dgqp_topk=h.dgqp_topk,
+        dgqp_channels=h.dgqp_channels,
+    )
+    t = cfg.test
+    test_cfg = PostProcessConfig(t.score_thr, t.nms_pre, t.nms.type, t.nms.iou_threshold, t.max_per_img)
+    return GFL(
+        backbone,
+        neck,
+        head,
+        strides=h.strides,
+        octave_base_scale=h.octave_base_scale,
+        atss_topk=h.atss_topk,
+        qfl_beta=h.qfl_beta,
+        qfl_weight=h.qfl_weight,
+        giou_weight=h.giou_weight,
+        dfl_weight=h.dfl_weight,
+        test_cfg=test_cfg,
+    )
