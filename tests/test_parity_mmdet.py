@@ -236,7 +236,10 @@ def test_head_predictions(head_ref: dict, variant: str, rescale: bool, nms: str 
     dets = postprocess(outputs, anchors, head_ref["strides"], metas, Integral(head_ref["reg_max"]), cfg, rescale)
     for ours, theirs in zip(dets, head_ref["predictions"][variant]):
         assert len(ours) == theirs["scores"].shape[0]
-        close(ours.boxes, theirs["bboxes"])
+        # x1 = cx - l cancels: one box corner differs from mmdetection by one float32 ulp of the anchor
+        # centre (7.6e-6 at 64 px) through the softmax's vectorised exp. Allow exactly one ulp of the
+        # largest coordinate (256 px) in absolute terms; everything else is at rtol 1e-5.
+        close(ours.boxes, theirs["bboxes"], rtol=RTOL, atol=float(torch.finfo(torch.float32).eps) * 256)
         close(ours.scores, theirs["scores"])
         assert torch.equal(ours.labels, theirs["labels"].long())
 

@@ -51,8 +51,9 @@ def level_candidates(
     flat_scores, order = flat_scores.sort(descending=True)
     flat_scores, order = flat_scores[:nms_pre], order[:nms_pre]
     anchor_idx, labels = pairs[order].unbind(dim=1)
-    reg = bbox_pred.permute(1, 2, 0).reshape(-1, bbox_pred.shape[0])[anchor_idx]
-    dist = integral(reg) * stride
+    # The integral runs over the whole level before selection, as mmdetection does: the matmul then
+    # rounds identically (selecting first changes the last bit of a few distances).
+    dist = (integral(bbox_pred.permute(1, 2, 0).reshape(-1, bbox_pred.shape[0])) * stride)[anchor_idx]
     boxes = distance2bbox(box_centers(anchors[anchor_idx]), dist, max_shape=img_shape)
     return boxes, flat_scores, labels
 
@@ -70,8 +71,6 @@ def postprocess(
 
     With ``rescale`` the boxes are divided by each image's ``scale_factor`` (original-image pixels).
     """
-    from locdistill.models.nms import multiclass_nms
-
     results = []
     for i, meta in enumerate(metas):
         per_level = [
@@ -90,6 +89,8 @@ def postprocess(
         if not bool(nonzero.all()):
             boxes, scores, labels = boxes[nonzero], scores[nonzero], labels[nonzero]
         if cfg.nms_type is not None and boxes.numel() > 0:
+            from locdistill.models.nms import multiclass_nms
+
             boxes, scores, labels = multiclass_nms(
                 boxes, scores, labels, cfg.nms_type, cfg.iou_threshold, cfg.max_per_img
             )
