@@ -197,11 +197,11 @@ class VLRConfig(LDTermConfig):
 class DistillConfig:
     """Localization distillation from a frozen teacher.
 
-    ``teacher_config``: the teacher's own config file; ``teacher_checkpoint``: its weights
-    (locdistill, safetensors or mmdetection). ``normalize``: ``official`` reproduces the reference
-    exactly (Main/VLR LD not divided by anything, so it grows with images per GPU); ``invariant``
-    divides by the weight sum as GIoU does and multiplies by ``reference_normalizer`` so that the
-    magnitude matches official at the reference batch.
+    ``teacher_config``: the teacher's own config file (relative paths are resolved against this
+    config's folder first); ``teacher_checkpoint``: its weights (locdistill, safetensors or
+    mmdetection). ``normalize``: ``official`` reproduces the reference exactly (Main/VLR LD not divided
+    by anything, so it grows with images per GPU); ``invariant`` keeps the per-image magnitude of
+    official at ``reference_images_per_gpu`` images per GPU for any batch size.
     """
 
     teacher_config: str = ""
@@ -210,7 +210,7 @@ class DistillConfig:
     vlr_ld: VLRConfig = field(default_factory=lambda: VLRConfig(False, 0.25, 10.0))
     main_kd: LDTermConfig = field(default_factory=lambda: LDTermConfig(False, 10.0, 2.0))
     normalize: Literal["official", "invariant"] = "official"
-    reference_normalizer: float = 1.0
+    reference_images_per_gpu: float = 3.0
 
 
 @dataclass

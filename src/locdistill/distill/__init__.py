@@ -1,0 +1,1 @@
+"""Localization Distillation: regions (where to distil), LD/KD losses, and the teacher-student wrapper."""

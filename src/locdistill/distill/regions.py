@@ -1,0 +1,79 @@
+"""Where LD distils: the main region (ATSS positives) and the Valuable Localization Region (VLR).
+
+VLR (Zheng et al., TPAMI 2023): for each GT with ATSS threshold ``alpha``, every anchor whose DIoU with
+the GT lies in ``[alpha_low * alpha, alpha)`` belongs to the GT's VLR; an anchor in several VLRs goes
+to the GT of highest IoU and is weighted by that plain IoU. Positives are not excluded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from locdistill.models.box_ops import bbox_overlaps, box_centers
+from locdistill.models.targets import GFLTargets
+from locdistill.structures import Targets
+
+
+def center_distance_penalty(anchors: Tensor, gts: Tensor, eps: float = 1e-7) -> Tensor:
+    """DIoU's penalty ``rho^2 / c^2``: squared centre distance over the squared diagonal of the
+    smallest enclosing box. ``[A, 4]`` x ``[G, 4]`` -> ``[A, G]``."""
+    ca, cg = box_centers(anchors), box_centers(gts)
+    rho2 = (ca[:, None, :] - cg[None, :, :]).pow(2).sum(-1)
+    lt = torch.min(anchors[:, None, :2], gts[None, :, :2])
+    rb = torch.max(anchors[:, None, 2:], gts[None, :, 2:])
+    c2 = (rb - lt).pow(2).sum(-1) + eps
+    return rho2 / c2
+
+
+def anchor_gt_diou(anchors: Tensor, gts: Tensor, mode: Literal["official", "true"] = "official") -> Tensor:
+    """``[A, G]`` DIoU between anchors and GTs.
+
+    ``true``: IoU minus the centre penalty. ``official``: the reference code's variant, overlap divided
+    by the *anchor* area (IoF) minus the centre penalty.
+    """
+    overlap_term = bbox_overlaps(anchors, gts, mode="iof" if mode == "official" else "iou")
+    return overlap_term - center_distance_penalty(anchors, gts)
+
+
+def vlr_region(
+    gfl_targets: GFLTargets,
+    targets: list[Targets],
+    alpha_low: float = 0.25,
+    mode: Literal["official", "true"] = "official",
+) -> Tensor:
+    """VLR weights for a batch.
+
+    Args:
+        gfl_targets: the student's ATSS targets (anchors, validity, per-GT thresholds).
+        targets: the batch's GTs (pixels).
+        alpha_low: lower end of the band as a fraction of the GT's threshold.
+        mode: which DIoU (see :func:`anchor_gt_diou`).
+
+    Returns:
+        ``[B, A]`` float: the IoU with the chosen GT for VLR anchors, 0 elsewhere (also 0 at anchors
+        outside the image's padded area).
+    """
+    anchors = gfl_targets.anchors
+    out = anchors.new_zeros(gfl_targets.valid.shape)
+    for i, (tgt, assign) in enumerate(zip(targets, gfl_targets.assign)):
+        if len(tgt) == 0:
+            continue
+        valid_idx = gfl_targets.valid[i].nonzero().squeeze(1)
+        a = anchors[valid_idx]
+        gts = tgt.boxes.to(a)
+        alpha = assign.iou_thr_per_gt[None, :]
+        diou = anchor_gt_diou(a, gts, mode)
+        member = (diou >= alpha_low * alpha) & (diou < alpha)
+        iou = assign.overlaps
+        best = torch.where(member, iou, iou.new_full((), -1.0)).max(dim=1)
+        in_vlr = member.any(dim=1)
+        out[i, valid_idx] = torch.where(in_vlr, best.values, a.new_zeros(()))
+    return out
+
+
+def main_region(gfl_targets: GFLTargets) -> Tensor:
+    """``[B, A]`` bool: the ATSS positives (where Main LD and Main KD act)."""
+    return gfl_targets.pos_mask
