@@ -1,0 +1,179 @@
+"""ResNet-18/34/50/101/152 and ResNeXt (e.g. 101-32x4d), optionally with deformable 3x3 convs.
+
+Built from torchvision's own ``BasicBlock`` / ``Bottleneck``, so the state-dict keys are torchvision's
+(``conv1.weight``, ``bn1.*``, ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight`` ...), which
+are also mmdetection's ``ResNet`` / ``ResNeXt`` keys (``style='pytorch'``: the stride sits on the 3x3
+conv). There is no ``fc``. torchvision ImageNet weights and mmdetection ``backbone.*`` weights load
+unchanged. With DCN in a stage, each bottleneck's ``conv2`` becomes a deformable conv that keeps the
+key ``conv2.weight`` and adds ``conv2.conv_offset.{weight,bias}`` (mmcv's layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+
+from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from .deform_conv import DEFORM_CONVS
+
+RESNET_DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+"""depth -> (block, blocks per stage)."""
+
+
+class ResNet(Backbone):
+    """ResNet / ResNeXt returning C3-C5 (the outputs of ``layer2``, ``layer3``, ``layer4``).
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        base_width: channels of the stem and of ``layer1``'s ``planes`` (64 in the real network). Every
+            stage width is scaled by ``base_width / 64``; small values give tiny test/CPU variants.
+        groups: ResNeXt cardinality (32 for ResNeXt-101-32x4d); 1 for ResNet.
+        width_per_group: ResNeXt bottleneck width per group at ``planes = 64`` (4 for 32x4d); 64 for
+            ResNet. The 3x3 conv of a bottleneck has ``int(planes * width_per_group / 64) * groups``
+            channels (torchvision's and mmdetection's rule).
+        frozen_stages: mmdetection semantics: -1 freezes nothing, 0 the stem (``conv1``, ``bn1``),
+            ``k >= 1`` the stem and ``layer1`` .. ``layer{k}``.
+        norm_eval: keep all BatchNorm layers in eval mode during training.
+        dcn: per stage 1-4, replace the bottlenecks' 3x3 ``conv2`` with a deformable conv (also the
+            stride-2 one: mmdetection's ``fallback_on_stride=False``). Bottleneck blocks only.
+        dcn_type: ``"dcn"`` (mmcv ``type='DCN'``, DCNv1, used by all mmdetection GFL/LD DCN configs) or
+            ``"dcnv2"`` (mmcv ``type='DCNv2'``, modulated).
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int,
+        base_width: int = 64,
+        groups: int = 1,
+        width_per_group: int = 64,
+        frozen_stages: int = 1,
+        norm_eval: bool = True,
+        dcn: Sequence[bool] = (False, False, False, False),
+        dcn_type: str = "dcn",
+    ) -> None:
+        if depth not in RESNET_DEPTHS:
+            raise ValueError(f"ResNet depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
+        block, layers = RESNET_DEPTHS[depth]
+        if len(dcn) != 4:
+            raise ValueError(f"dcn needs one flag per stage (4), got {list(dcn)}")
+        if any(dcn) and block is BasicBlock:
+            raise ValueError(f"DCN needs bottleneck blocks; resnet{depth} has basic blocks (as mmdetection)")
+        if block is BasicBlock and (groups != 1 or width_per_group != 64):
+            raise ValueError("basic-block ResNets (18/34) support only groups=1, width_per_group=64")
+        if dcn_type not in DEFORM_CONVS:
+            raise ValueError(f"dcn_type must be one of {sorted(DEFORM_CONVS)}, got {dcn_type!r}")
+        if frozen_stages > 4:
+            raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
+        if base_width < 1 or int(base_width * width_per_group / 64) * groups < 1:
+            raise ValueError(
+                f"base_width={base_width} is too small for groups={groups}, width_per_group={width_per_group}"
+            )
+        expansion = block.expansion
+        planes = [base_width * 2**i for i in range(4)]
+        super().__init__(
+            out_channels=[p * expansion for p in planes[1:]],
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+        )
+        self.depth = depth
+        self.groups = groups
+        self.width_per_group = width_per_group
+        self.dcn = tuple(bool(d) for d in dcn)
+        self.dcn_type = dcn_type
+
+        self.conv1 = nn.Conv2d(3, base_width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.inplanes = base_width
+        self.layer1 = self._make_layer(block, planes[0], layers[0], stride=1)
+        self.layer2 = self._make_layer(block, planes[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(block, planes[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(block, planes[3], layers[3], stride=2)
+        self._init_weights()
+        for stage, use_dcn in enumerate(self.dcn):
+            if use_dcn:
+                self._make_deformable(self.stages[stage])
+        self._freeze_stages()
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers: list[nn.Module] = []
+        for i in range(blocks):
+            layers.append(
+                block(
+                    self.inplanes,
+                    planes,
+                    stride=stride if i == 0 else 1,
+                    downsample=downsample if i == 0 else None,
+                    groups=self.groups,
+                    base_width=self.width_per_group,
+                )
+            )
+            self.inplanes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def _make_deformable(self, layer: nn.Sequential) -> None:
+        """Swap each bottleneck's ``conv2`` (3x3, maybe stride 2) for a deformable conv that keeps its
+        weight: ``conv2.weight`` stays, ``conv2.conv_offset`` is added (zeros)."""
+        conv_cls = DEFORM_CONVS[self.dcn_type]
+        for block in layer:
+            assert isinstance(block, Bottleneck)
+            plain = block.conv2
+            assert isinstance(plain, nn.Conv2d)
+            deform = conv_cls(
+                plain.in_channels,
+                plain.out_channels,
+                kernel_size=3,
+                stride=int(plain.stride[0]),
+                padding=int(plain.dilation[0]),
+                dilation=int(plain.dilation[0]),
+                groups=plain.groups,
+                deform_groups=1,
+            )
+            deform.weight.data.copy_(plain.weight.data)
+            block.conv2 = deform
+
+    def _init_weights(self) -> None:
+        """torchvision's / mmdetection's init: Kaiming normal (fan_out, ReLU) convs, BN weight 1, bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.conv1, self.bn1, *self.stages[: self.frozen_stages]]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return [c3, c4, c5]
