@@ -164,3 +164,46 @@ def infer_head_settings(state: dict[str, Tensor]) -> dict[str, Any]:
         if "neck.lateral_convs.0.conv.weight" in state
         else None,
     }
+
+
+def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]:
+    """``locdistill convert --from-mmdet``: write an mmdetection GFL/LD checkpoint in our format.
+
+    The output holds ``model`` (our key names), and ``meta`` with the source's plain metadata, the
+    head settings read from the weights and the keys that could not be placed (an LD checkpoint's
+    teacher). Prints nothing; returns a report dict.
+    """
+    from locdistill.models.weights import sha256_file
+
+    obj = restricted_load(src)
+    state, skipped = mmdet_state_dict(obj, str(src))
+    report = {
+        "source": str(src),
+        "source_sha256": sha256_file(src),
+        "num_tensors": len(state),
+        "skipped": skipped,
+        "head": infer_head_settings(state),
+        "mmdet_meta": mmdet_meta(obj),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "locdistill"})
+    else:
+        tmp = out.with_name(out.name + ".tmp")
+        torch.save({"model": state, "meta": {"converted_from": "mmdetection", **_plain(report)}}, tmp)
+        tmp.replace(out)
+    return report
+
+
+def _plain(value: Any) -> Any:
+    """Keep only what ``torch.load(weights_only=True)`` can read back."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
