@@ -157,9 +157,13 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
+    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs)."""
+
     epochs: int = 12
     optim: OptimConfig = field(default_factory=OptimConfig)
     amp: bool = False
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
     channels_last: bool = False
     ema: bool = False
     ema_decay: float = 0.9998
