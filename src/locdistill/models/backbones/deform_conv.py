@@ -103,12 +103,9 @@ class _DeformConvBase(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        # Old mmdetection checkpoints (mmcv packs before version 2) store the offset conv of
-        # ``layer2.0.conv2`` as ``layer2.0.conv2_offset.*``; mmcv renames them on load, so do we.
-        for name in ("weight", "bias"):
-            new, old = f"{prefix}conv_offset.{name}", f"{prefix[:-1]}_offset.{name}"
-            if new not in state_dict and old in state_dict:
-                state_dict[new] = state_dict.pop(old)
+        # A DCNv1 checkpoint loaded into DCNv2 layers (or the reverse) would fail with a bare size
+        # mismatch; say what is going on. (Old ``conv2_offset`` key names are renamed in
+        # ``weights.unwrap_state_dict``: PyTorch hands each child only the keys under its own prefix.)
         expected = self.conv_offset.weight.shape[0]
         found = state_dict.get(f"{prefix}conv_offset.weight")
         if isinstance(found, Tensor) and found.ndim == 4 and found.shape[0] != expected:

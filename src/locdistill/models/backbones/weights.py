@@ -46,7 +46,8 @@ def unwrap_state_dict(obj: Any, prefix: str = "backbone.") -> dict[str, Tensor]:
     Accepts ``{"state_dict": sd}`` (mmdetection), ``{"model": sd}`` (locdistill, torchvision
     references) or a raw ``sd``; strips a DDP ``module.`` prefix; when any key starts with ``prefix``
     keeps only those keys, without the prefix (a whole-detector checkpoint); drops a classifier
-    ``fc.*``.
+    ``fc.*``; renames the offset convs of old mmdetection DCN checkpoints (mmcv packs before
+    version 2: ``layer2.0.conv2_offset.weight`` -> ``layer2.0.conv2.conv_offset.weight``).
     """
     if isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):
@@ -61,7 +62,15 @@ def unwrap_state_dict(obj: Any, prefix: str = "backbone.") -> dict[str, Tensor]:
     state = {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    for key in list(state):
+        for name in ("weight", "bias"):
+            suffix = f"_offset.{name}"
+            if key.endswith(suffix) and not key.endswith(f".conv{suffix}"):
+                new = f"{key[: -len(suffix)]}.conv_offset.{name}"
+                if new not in state:
+                    state[new] = state.pop(key)
+    return state
 
 
 def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
