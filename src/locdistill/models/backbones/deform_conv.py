@@ -114,7 +114,8 @@ class _DeformConvBase(nn.Module):
             error_msgs.append(
                 f"{prefix}conv_offset.weight has {found.shape[0]} output channels in the checkpoint, "
                 f"a {kinds.get(per_group, 'different deformable conv')} layer, but this model expects "
-                f"{expected} ({type(self).__name__}); build the backbone with the matching dcn type"
+                f"{expected} ({type(self).__name__}); build ResNet/Res2Net with the matching "
+                "dcn_type ('dcn' or 'dcnv2')"
             )
             state_dict.pop(f"{prefix}conv_offset.weight")
             state_dict.pop(f"{prefix}conv_offset.bias", None)
