@@ -1,0 +1,101 @@
+"""Evaluation loop: run the detector over a test loader (sharded over ranks), gather the detections on
+the main process, score them with the COCO or VOC evaluator and share the metrics with every rank."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from locdistill.engine.distributed import all_gather_object, broadcast_object, is_main_process
+from locdistill.structures import Batch, Detections
+
+logger = logging.getLogger("locdistill")
+
+
+@torch.inference_mode()
+def predict_loader(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    amp: bool = False,
+    amp_dtype: torch.dtype = torch.float16,
+    progress: bool = True,
+) -> dict[int, Detections]:
+    """``{image_id: Detections}`` (CPU, original-image pixels) for this rank's share of ``loader``."""
+    was_training = model.training
+    model.eval()
+    out: dict[int, Detections] = {}
+    try:
+        for batch in tqdm(loader, desc="eval", disable=not (progress and is_main_process()), dynamic_ncols=True):
+            assert isinstance(batch, Batch)
+            images = batch.images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp and device.type == "cuda"):
+                outputs = model(images)
+            dets = model.predict(outputs, batch.metas, rescale=True)  # type: ignore[operator]
+            for meta, det in zip(batch.metas, dets):
+                out[int(meta.image_id)] = det.to("cpu")
+    finally:
+        model.train(was_training)
+    return out
+
+
+def gather_detections(local: dict[int, Detections]) -> dict[int, Detections]:
+    """All ranks' detections merged (an image seen by several ranks, e.g. a padded sampler, counts once)."""
+    merged: dict[int, Detections] = {}
+    for part in all_gather_object(local):
+        for image_id, det in part.items():
+            merged.setdefault(image_id, det)
+    return merged
+
+
+def score_detections(dataset: Any, detections: dict[int, Detections], metric: str) -> tuple[dict[str, float], str, list[dict]]:
+    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth."""
+    image_ids = [int(i) for i in dataset.image_ids]
+    missing = [i for i in image_ids if i not in detections]
+    if missing:
+        logger.warning("%d of %d images have no predictions (e.g. id %s)", len(missing), len(image_ids), missing[0])
+    empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
+    if metric == "coco":
+        from locdistill.evaluation import CocoEvaluator, format_coco_table
+
+        coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
+        for image_id in image_ids:
+            coco.add(image_id, detections.get(image_id, empty))
+        metrics = coco.evaluate()
+        return metrics, format_coco_table(metrics), coco.results()
+    if metric == "voc":
+        from locdistill.evaluation import VOCEvaluator, format_voc_table
+
+        voc = VOCEvaluator(dataset.class_names)
+        for index, image_id in enumerate(image_ids):
+            ann = dataset.get_annotation(index)
+            voc.add_ground_truth(image_id, ann.boxes, ann.labels, ann.difficult)
+            voc.add(image_id, detections.get(image_id, empty))
+        metrics = voc.evaluate()
+        return metrics, format_voc_table(metrics), []
+    raise ValueError(f"unknown metric {metric!r} (expected 'coco' or 'voc')")
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    dataset: Any,
+    metric: str,
+    device: torch.device,
+    amp: bool = False,
+    amp_dtype: torch.dtype = torch.float16,
+    progress: bool = True,
+) -> tuple[dict[str, float], str, list[dict]]:
+    """Evaluate ``model`` (a GFL) on ``loader``; every rank gets the metrics and the table, the main
+    process also the COCO results list (``[]`` elsewhere and for VOC)."""
+    local = predict_loader(model, loader, device, amp, amp_dtype, progress)
+    merged = gather_detections(local)
+    result: tuple[dict[str, float], str, list[dict]] = ({}, "", [])
+    if is_main_process():
+        result = score_detections(dataset, merged, metric)
+    metrics, table = broadcast_object((result[0], result[1]))
+    return metrics, table, result[2]

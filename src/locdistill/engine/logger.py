@@ -1,0 +1,79 @@
+"""Logging for training runs: console (tqdm-safe) + ``train.log`` on the main process, and JSON-lines
+metrics (``metrics.jsonl``; other ranks write ``metrics.rank<r>.jsonl``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+LOGGER_NAME = "locdistill"
+_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Writes through ``tqdm.write`` so that log lines do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def get_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def setup_logger(work_dir: Path | None = None, rank: int = 0, filename: str = "train.log") -> logging.Logger:
+    """Configure the ``locdistill`` logger: INFO on the main process (console + ``work_dir/filename``),
+    WARNING elsewhere (console, prefixed with the rank). Replaces handlers set by an earlier call."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for h in list(logger.handlers):
+        if getattr(h, "_locdistill", False):
+            logger.removeHandler(h)
+            h.close()
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False
+    prefix = "" if rank == 0 else f"[rank {rank}] "
+    console = _TqdmHandler()
+    console.setFormatter(logging.Formatter(prefix + _FORMAT, datefmt="%H:%M:%S"))
+    console._locdistill = True  # type: ignore[attr-defined]
+    logger.addHandler(console)
+    if work_dir is not None and rank == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(work_dir / filename, encoding="utf-8")
+        fh.setFormatter(logging.Formatter(_FORMAT))
+        fh._locdistill = True  # type: ignore[attr-defined]
+        logger.addHandler(fh)
+    return logger
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+class MetricsWriter:
+    """Appends one JSON object per line; flushed at once so a killed run keeps what it logged."""
+
+    def __init__(self, work_dir: Path, rank: int = 0) -> None:
+        name = "metrics.jsonl" if rank == 0 else f"metrics.rank{rank}.jsonl"
+        self.path = work_dir / name
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")

@@ -1,0 +1,84 @@
+"""SGD, the seed's learning-rate rule, and mmdetection's warm-up + step schedule.
+
+* ``lr = cfg.lr * total_batch / 16`` where ``total_batch = images_per_gpu * world_size`` (the seed's
+  README: "lr = (samples_per_gpu * num_gpu) / 16 * 0.01").
+* Weight decay applies to every trainable parameter, norms and biases included (mmdetection 2.x
+  default; no parameter groups).
+* Schedule (mmcv ``LrUpdaterHook``, ``policy='step'``, ``by_epoch=True``, ``warmup='linear'``): the
+  regular lr of epoch ``e`` (0-based) is ``base * gamma ** #{s in steps: s <= e}``; during the first
+  ``warmup_iters`` iterations (global count ``i``) it is multiplied by
+  ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)``. It is a per-iteration :class:`LambdaLR`, so
+  ``scheduler.step()`` is called after every optimiser step and its state resumes exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.optim import SGD, Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from locdistill.config import OptimConfig
+
+logger = logging.getLogger("locdistill")
+
+
+def scaled_lr(base_lr: float, total_batch: int, scale: bool = True) -> float:
+    """The seed's rule: the config's lr is for a total batch of 16."""
+    return base_lr * total_batch / 16 if scale else base_lr
+
+
+def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig, lr: float) -> SGD:
+    """SGD over the trainable parameters (``requires_grad``) with momentum and weight decay on all."""
+    if isinstance(params, nn.Module):
+        params = params.parameters()
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters")
+    return SGD(trainable, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(
+    iteration: int,
+    iters_per_epoch: int,
+    steps: list[int],
+    gamma: float = 0.1,
+    warmup_iters: int = 0,
+    warmup_ratio: float = 0.001,
+) -> float:
+    """Multiplier of the base lr at global iteration ``iteration`` (0-based), mmdetection semantics."""
+    epoch = iteration // max(iters_per_epoch, 1)
+    factor = gamma ** bisect.bisect_right(sorted(steps), epoch)
+    if warmup_iters > 0 and iteration < warmup_iters:
+        factor *= 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
+    return factor
+
+
+def make_lr_lambda(cfg: OptimConfig, iters_per_epoch: int) -> Callable[[int], float]:
+    """A plain function (so :class:`LambdaLR` does not try to save it) computing :func:`lr_factor`."""
+    steps, gamma = list(cfg.steps), cfg.gamma
+    warmup_iters, warmup_ratio = cfg.warmup_iters, cfg.warmup_ratio
+
+    def fn(iteration: int) -> float:
+        return lr_factor(iteration, iters_per_epoch, steps, gamma, warmup_iters, warmup_ratio)
+
+    return fn
+
+
+def build_scheduler(optimizer: Optimizer, cfg: OptimConfig, iters_per_epoch: int) -> LambdaLR:
+    """Per-iteration warm-up + epoch steps; the lr of iteration ``i`` is set after ``i`` ``step()`` calls."""
+    return LambdaLR(optimizer, make_lr_lambda(cfg, iters_per_epoch))
+
+
+def clip_grad_norm(params: Iterable[nn.Parameter], max_norm: float | None) -> torch.Tensor | None:
+    """Clip the total L2 gradient norm to ``max_norm`` (mmcv ``grad_clip``); ``None`` does nothing."""
+    if max_norm is None or max_norm <= 0:
+        return None
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return torch.nn.utils.clip_grad_norm_(grads, max_norm=max_norm, norm_type=2.0)

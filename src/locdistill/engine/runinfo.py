@@ -1,0 +1,94 @@
+"""Run set-up shared by the commands: seeding, device and AMP choice, and the reproducibility files
+written into every work dir (resolved config, environment, git revision)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from locdistill.config import Config, dump_config
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices); optionally ask for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def git_revision() -> tuple[str, bool]:
+    """``(commit, dirty)`` of the git checkout holding the locdistill sources, or ``("unknown", False)``."""
+    src = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=src, capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()
+        return rev or "unknown", bool(status)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def environment_info(world_size: int) -> dict[str, Any]:
+    import torchvision
+
+    from locdistill import __version__
+
+    rev, dirty = git_revision()
+    return {
+        "locdistill_version": __version__,
+        "git_rev": rev,
+        "git_dirty": dirty,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "world_size": world_size,
+        "argv": sys.argv,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_run_info(cfg: Config, work_dir: Path, world_size: int) -> dict[str, Any]:
+    """``config.yaml`` (resolved), ``env.json`` (versions, world size, argv) and ``git_rev.txt``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, work_dir / "config.yaml")
+    env = environment_info(world_size)
+    (work_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
+    (work_dir / "git_rev.txt").write_text(env["git_rev"] + (" (dirty)" if env["git_dirty"] else "") + "\n")
+    return env
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def amp_settings(cfg: Config, device: torch.device) -> tuple[bool, torch.dtype, bool]:
+    """``(autocast on, its dtype, GradScaler on)``: AMP only on CUDA; the scaler only for float16."""
+    dtype = torch.bfloat16 if getattr(cfg.train, "amp_dtype", "float16") == "bfloat16" else torch.float16
+    use_amp = bool(cfg.train.amp) and device.type == "cuda"
+    return use_amp, dtype, use_amp and dtype == torch.float16
+
+
