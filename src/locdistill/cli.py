@@ -37,7 +37,7 @@ class CommandUnavailable(RuntimeError):
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
-        dest="overrides",
+        dest="set",
         metavar="KEY=VALUE",
         nargs="+",
         action="extend",
@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from locdistill.engine.distributed import cleanup_distributed
     from locdistill.engine.train import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.set)
     try:
         final = train(cfg, _work_dir(args, cfg), resume=args.resume)
     finally:
@@ -194,7 +194,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from locdistill.engine.logger import setup_logger
     from locdistill.engine.train import pick_device
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.set)
     metric = args.metric or cfg.metric
     rank, _, world_size = init_distributed()
     try:
@@ -245,7 +245,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
     from locdistill.engine.predict import predict_images
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.set)
     device = torch.device(args.device) if args.device else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     )
