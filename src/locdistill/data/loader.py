@@ -1,0 +1,144 @@
+"""DataLoaders for training and evaluation, one process or many (``torch.distributed``).
+
+Training order depends only on ``(seed, epoch)``: call ``loader.sampler.set_epoch(epoch)`` before each
+epoch (both samplers used here support it), so a resumed run sees the same order. Under
+``torch.distributed`` the training sampler is ``DistributedSampler`` (each rank a disjoint share,
+padded with repeats to equal length); the test sampler gives rank ``r`` the indices ``r, r + world, ...``
+with no padding, so the gathered predictions cover every image exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sized
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from locdistill.data.collate import Collate
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation of ``range(len(dataset))`` drawn from ``seed + epoch`` (single process)."""
+
+    def __init__(self, dataset: Sized, seed: int = 0) -> None:
+        self.num_samples = len(dataset)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...`` of ``range(len(dataset))``, in order, without padding."""
+
+    def __init__(self, dataset: Sized, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in [0, {world_size})")
+        self.indices = list(range(rank, len(dataset), world_size))
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:  # the order does not depend on the epoch
+        pass
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed ``random`` and ``numpy`` in a worker from torch's per-worker seed (for user transforms)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _distributed(distributed: bool) -> bool:
+    return distributed and dist.is_available() and dist.is_initialized()
+
+
+def _size_divisor(dataset: Dataset, size_divisor: int | None) -> int:
+    return size_divisor if size_divisor is not None else int(getattr(dataset, "size_divisor", 32))
+
+
+def build_train_loader(
+    dataset: Dataset,
+    images_per_gpu: int,
+    workers: int,
+    seed: int = 0,
+    distributed: bool = False,
+    *,
+    size_divisor: int | None = None,
+    pin_memory: bool | None = None,
+) -> DataLoader:
+    """Shuffled loader of :class:`~locdistill.structures.Batch` es of ``images_per_gpu`` images.
+
+    Args:
+        dataset: a detection dataset (``size_divisor`` is read from it unless given).
+        images_per_gpu: images per batch on this process.
+        workers: worker processes (0: load in the main process); workers are persistent.
+        seed: shuffling seed (with the epoch given to ``loader.sampler.set_epoch``) and base seed of the
+            loader's generator (worker seeds).
+        distributed: use ``DistributedSampler`` when ``torch.distributed`` is initialised.
+    """
+    if images_per_gpu < 1:
+        raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
+    sampler: Sampler[int]
+    if _distributed(distributed):
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False)  # type: ignore[arg-type]
+    else:
+        sampler = EpochShuffleSampler(dataset, seed)  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=images_per_gpu,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=Collate(_size_divisor(dataset, size_divisor)),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=False,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+        generator=generator,
+    )
+
+
+def build_test_loader(
+    dataset: Dataset,
+    images_per_gpu: int = 1,
+    workers: int = 0,
+    distributed: bool = False,
+    *,
+    size_divisor: int | None = None,
+    pin_memory: bool | None = None,
+) -> DataLoader:
+    """Sequential loader; under ``torch.distributed`` rank ``r`` gets images ``r::world_size``."""
+    if images_per_gpu < 1:
+        raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
+    if _distributed(distributed):
+        sampler = ShardSampler(dataset, dist.get_rank(), dist.get_world_size())  # type: ignore[arg-type]
+    else:
+        sampler = ShardSampler(dataset, 0, 1)  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
+        batch_size=images_per_gpu,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=Collate(_size_divisor(dataset, size_divisor)),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=False,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+    )
