@@ -165,35 +165,23 @@ def _fmt(box: np.ndarray) -> str:
 
 # ------------------------------------------------------------------------------------------- images
 def read_image(path: str | Path) -> Tensor:
-    """Decode an image file to ``uint8 [3, H, W]`` RGB (no EXIF rotation, as the annotation sizes assume).
+    """Decode an image file to ``uint8 [3, H, W]`` RGB with PIL (libjpeg-turbo for JPEG). No EXIF
+    rotation is applied: annotation sizes refer to the stored pixels.
 
     Raises:
         BadImageError: naming ``path`` when the file is missing, empty, truncated or not an image.
     """
-    import torchvision.io as tio
+    from PIL import Image
 
     path = Path(path)
     if not path.is_file():
         raise BadImageError(f"image file not found: {path}")
     try:
-        data = tio.read_file(str(path))
-    except RuntimeError as e:
-        raise BadImageError(f"cannot read image file {path}: {e}") from None
-    if data.numel() == 0:
-        raise BadImageError(f"image file is empty: {path}")
-    try:
-        return tio.decode_image(data, mode=tio.ImageReadMode.RGB)
-    except RuntimeError as tv_error:
-        first = str(tv_error).splitlines()[0]
-    # torchvision decodes JPEG/PNG/GIF/WEBP; PIL reads the rest (BMP, TIFF...) and explains failures.
-    try:
-        from PIL import Image
-
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))
     except Exception as e:  # PIL raises many exception types for bad files
-        raise BadImageError(f"cannot decode image file {path}: {first.split(', ')[-1]}; PIL: {e}") from None
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+        raise BadImageError(f"cannot decode image file {path}: {e}") from None
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:
