@@ -221,7 +221,8 @@ class CocoDataset(DetectionDataset):
     def to_coco_dict(self) -> dict[str, Any]:
         """The original json content restricted to this dataset's images (and selected categories).
 
-        The file is read again on the first call (the parsed dataset keeps only boxes), then cached.
+        The file is read again on the first call (the parsed dataset keeps only boxes) and cached; each
+        call returns fresh lists and item dicts, so a caller (e.g. COCOeval adding keys) cannot change it.
         """
         if self._coco_dict is None:
             data = load_coco_json(self.ann_file)
@@ -236,4 +237,7 @@ class CocoDataset(DetectionDataset):
             ]
             out["categories"] = [c for c in data["categories"] if c["id"] in keep_cats]
             self._coco_dict = out
-        return self._coco_dict
+        out = dict(self._coco_dict)
+        for key in ("images", "annotations", "categories"):
+            out[key] = [dict(item) for item in self._coco_dict[key]]
+        return out
