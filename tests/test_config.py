@@ -25,9 +25,15 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_base_inheritance_merges_recursively_and_later_files_win(tmp_path: Path) -> None:
-    write(tmp_path / "_base_" / "model.yaml", "model:\n  backbone: {name: resnet50, frozen_stages: 1}\n  head: {num_classes: 80}\n")
+    write(
+        tmp_path / "_base_" / "model.yaml",
+        "model:\n  backbone: {name: resnet50, frozen_stages: 1}\n  head: {num_classes: 80}\n",
+    )
     write(tmp_path / "_base_" / "sched.yaml", "train:\n  epochs: 12\n  optim: {lr: 0.01, steps: [8, 11]}\n")
-    write(tmp_path / "_base_" / "sched2x.yaml", "_base_: sched.yaml\ntrain:\n  epochs: 24\n  optim: {steps: [16, 22]}\n")
+    write(
+        tmp_path / "_base_" / "sched2x.yaml",
+        "_base_: sched.yaml\ntrain:\n  epochs: 24\n  optim: {steps: [16, 22]}\n",
+    )
     cfg_path = write(
         tmp_path / "exp" / "run.yaml",
         "_base_: [../_base_/model.yaml, ../_base_/sched2x.yaml]\nmodel:\n  backbone: {name: resnet18}\n",
@@ -43,7 +49,9 @@ def test_base_inheritance_merges_recursively_and_later_files_win(tmp_path: Path)
 
 def test_delete_replaces_a_section_instead_of_merging(tmp_path: Path) -> None:
     write(tmp_path / "base.yaml", "train:\n  optim: {lr: 0.02, steps: [1, 2]}\n")
-    cfg = load_config(write(tmp_path / "c.yaml", "_base_: base.yaml\ntrain:\n  optim: {_delete_: true, lr: 0.5}\n"))
+    cfg = load_config(
+        write(tmp_path / "c.yaml", "_base_: base.yaml\ntrain:\n  optim: {_delete_: true, lr: 0.5}\n")
+    )
     assert cfg.train.optim.lr == 0.5
     assert cfg.train.optim.steps == [8, 11]  # back to the schema default, the base's steps are gone
 
@@ -109,7 +117,9 @@ def test_set_overrides_are_typed_by_the_schema(tmp_path: Path) -> None:
     strict=False,
 )
 def test_set_accepts_exponent_notation_for_floats(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path / "c.yaml", "train: {optim: {weight_decay: 1e-4}}\n"), ["train.optim.lr=1e-3"])
+    cfg = load_config(
+        write(tmp_path / "c.yaml", "train: {optim: {weight_decay: 1e-4}}\n"), ["train.optim.lr=1e-3"]
+    )
     assert cfg.train.optim.lr == 1e-3 and cfg.train.optim.weight_decay == 1e-4
 
 
@@ -134,7 +144,10 @@ def test_set_override_errors_name_the_key(tmp_path: Path, override: str, message
 
 def test_dump_and_load_round_trip(tmp_path: Path) -> None:
     cfg = load_config(
-        write(tmp_path / "c.yaml", "model: {head: {num_classes: 3}}\ndata: {multiscale: [[1333, 480], [1333, 800]]}\n"),
+        write(
+            tmp_path / "c.yaml",
+            "model: {head: {num_classes: 3}}\ndata: {multiscale: [[1333, 480], [1333, 800]]}\n",
+        ),
         ["train.optim.grad_clip=10", "data.train.classes=[a, b, c]"],
     )
     out = tmp_path / "resolved.yaml"

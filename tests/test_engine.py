@@ -7,6 +7,7 @@ import json
 import pickle
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +41,9 @@ def test_lr_rule_of_the_seed() -> None:
 
 
 def test_warmup_and_step_factors_follow_mmdetection() -> None:
-    kw = {"iters_per_epoch": 100, "steps": [8, 11], "gamma": 0.1, "warmup_iters": 500, "warmup_ratio": 0.001}
+    kw: dict[str, Any] = {
+        "iters_per_epoch": 100, "steps": [8, 11], "gamma": 0.1, "warmup_iters": 500, "warmup_ratio": 0.001
+    }
     assert lr_factor(0, **kw) == pytest.approx(0.001)
     assert lr_factor(250, **kw) == pytest.approx(1 - 0.5 * 0.999)
     assert lr_factor(499, **kw) == pytest.approx(1 - (1 / 500) * 0.999)
@@ -108,7 +111,7 @@ def test_ema_update_and_state() -> None:
     ema = ModelEMA(model, decay=0.9, warmup_iters=0)
     before = {k: v.clone() for k, v in ema.module.state_dict().items()}
     with torch.no_grad():
-        model[0].weight.add_(1.0)
+        model[0].weight.add_(1.0)  # type: ignore[operator]
     ema.update(model)
     live = model.state_dict()
     after = ema.module.state_dict()
@@ -123,7 +126,13 @@ def test_ema_update_and_state() -> None:
 # ------------------------------------------------------------------------------------- checkpoints
 def small_state() -> dict:
     model = nn.Linear(3, 2)
-    return {"model": model.state_dict(), "epoch": 1, "iter": 0, "config": {"metric": "coco"}, "meta": {"git_rev": "x"}}
+    return {
+        "model": model.state_dict(),
+        "epoch": 1,
+        "iter": 0,
+        "config": {"metric": "coco"},
+        "meta": {"git_rev": "x"},
+    }
 
 
 def test_save_is_atomic_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,11 +161,24 @@ def test_save_is_atomic_when_the_write_fails(tmp_path: Path, monkeypatch: pytest
 
 
 def test_keep_last_prunes_old_checkpoints(tmp_path: Path) -> None:
-    for name in ["epoch_1.pth", "epoch_2.pth", "iter_25.pth", "epoch_3.pth", "epoch_10.pth", "best.pth", "latest.pth"]:
+    for name in [
+        "epoch_1.pth",
+        "epoch_2.pth",
+        "iter_25.pth",
+        "epoch_3.pth",
+        "epoch_10.pth",
+        "best.pth",
+        "latest.pth",
+    ]:
         (tmp_path / name).write_bytes(b"x")
     removed = prune_checkpoints(tmp_path, keep_last=2, iters_per_epoch=10)
     assert sorted(p.name for p in removed) == ["epoch_1.pth", "epoch_2.pth", "iter_25.pth"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "epoch_10.pth", "epoch_3.pth", "latest.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best.pth",
+        "epoch_10.pth",
+        "epoch_3.pth",
+        "latest.pth",
+    ]
     assert prune_checkpoints(tmp_path, keep_last=0, iters_per_epoch=10) == []
 
 
@@ -233,15 +255,24 @@ def test_load_model_weights_names_missing_unexpected_and_mismatched_keys(tmp_pat
     with pytest.raises(CheckpointError, match=r"unexpected keys: 1\.weight"):
         load_model_weights(smaller, path)
     other = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))
-    with pytest.raises(CheckpointError, match=r"shape mismatches: 0\.weight \(checkpoint \(4, 3\), model \(5, 3\)\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatches: 0\.weight \(checkpoint \(4, 3\), model \(5, 3\)\)"
+    ):
         load_model_weights(other, path, strict=False)
 
 
 def test_strip_to_weights_and_ema_choice() -> None:
     live = nn.Linear(2, 2).state_dict()
     ema = {k: v + 1 for k, v in live.items()}
-    ckpt = {"model": live, "optimizer": {"state": {}}, "scheduler": {}, "ema": {"module": ema, "updates": 3},
-            "rng": {}, "config": {"metric": "coco"}, "meta": {"teacher_sha256": "f" * 64}}
+    ckpt = {
+        "model": live,
+        "optimizer": {"state": {}},
+        "scheduler": {},
+        "ema": {"module": ema, "updates": 3},
+        "rng": {},
+        "config": {"metric": "coco"},
+        "meta": {"teacher_sha256": "f" * 64},
+    }
     small = strip_to_weights(ckpt)
     assert set(small) == {"model", "config", "meta"}
     assert torch.equal(small["model"]["weight"], live["weight"])
@@ -310,11 +341,16 @@ def tiny_overrides(root: Path) -> list[str]:
 def tiny_config(tmp_path: Path, extra: list[str] | None = None):
     cfg_file = tmp_path / "tiny.yaml"
     if not cfg_file.exists():
-        cfg_file.write_text("_base_: " + str(ROOT / "src/locdistill/configs/_base_/models/gfl_r50_fpn.yaml") + "\n")
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        cfg_file.write_text(
+            "_base_: " + str(ROOT / "src/locdistill/configs/_base_/models/gfl_r50_fpn.yaml") + "\n"
+        )
     return load_config(cfg_file, tiny_overrides(tmp_path / "data") + (extra or []))
 
 
-def test_non_finite_loss_stops_training_naming_the_term(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_loss_stops_training_naming_the_term(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from locdistill.engine import train as train_mod
 
     real_forward = train_mod.DetectorLoss.forward

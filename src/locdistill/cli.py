@@ -48,8 +48,14 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 
 
 def _add_img_size(p: argparse.ArgumentParser, default: Any = None) -> None:
-    p.add_argument("--img-size", nargs=2, type=int, metavar=("H", "W"), default=default,
-                   help="input size (height width) of the network")
+    p.add_argument(
+        "--img-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        default=default,
+        help="input size (height width) of the network",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,52 +75,88 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def add(name: str, help: str, epilog: str = "") -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         return p
 
-    p = add("train", "train a GFL detector; with a 'distill' section in the config, an LD student",
-            "examples:\n  locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml --set train.epochs=2\n"
-            "  torchrun --nproc_per_node=2 -m locdistill train CONFIG    # lr scaled to the total batch\n"
-            "  locdistill train CONFIG --resume                          # WORK_DIR/latest.pth\n"
-            "  locdistill train CONFIG --resume work_dirs/x/epoch_4.pth\n\n"
-            "the work dir receives config.yaml (resolved), env.json, git_rev.txt, train.log, metrics.jsonl,\n"
-            "epoch_N.pth (the last train.keep_last kept), latest.pth and best.pth (by AP).")
+    p = add(
+        "train",
+        "train a GFL detector; with a 'distill' section in the config, an LD student",
+        "examples:\n  locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml --set train.epochs=2\n"
+        "  torchrun --nproc_per_node=2 -m locdistill train CONFIG    # lr scaled to the total batch\n"
+        "  locdistill train CONFIG --resume                          # WORK_DIR/latest.pth\n"
+        "  locdistill train CONFIG --resume work_dirs/x/epoch_4.pth\n\n"
+        "the work dir receives config.yaml (resolved), env.json, git_rev.txt, train.log, metrics.jsonl,\n"
+        "epoch_N.pth (the last train.keep_last kept), latest.pth and best.pth (by AP).",
+    )
     p.add_argument("config", help="config file or shipped config name")
-    p.add_argument("--work-dir", type=Path, help="output folder (default: the config's work_dir, else "
-                   "work_dirs/<config name>)")
-    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
-                   help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        help="output folder (default: the config's work_dir, else work_dirs/<config name>)",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CKPT",
+        help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given",
+    )
     _add_set(p)
 
-    p = add("test", "evaluate a checkpoint (COCO or VOC metric); works under torchrun",
-            "examples:\n  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/"
-            "latest.pth\n  locdistill test CONFIG CKPT --out dets.json   # COCO results json (e.g. test-dev)\n"
-            "  torchrun --nproc_per_node=8 -m locdistill test CONFIG CKPT")
+    p = add(
+        "test",
+        "evaluate a checkpoint (COCO or VOC metric); works under torchrun",
+        "examples:\n  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/"
+        "latest.pth\n  locdistill test CONFIG CKPT --out dets.json   # COCO results json (e.g. test-dev)\n"
+        "  torchrun --nproc_per_node=8 -m locdistill test CONFIG CKPT",
+    )
     p.add_argument("config", help="config file or shipped config name")
-    p.add_argument("checkpoint", help="locdistill .pth / .safetensors, plain state dict or mmdetection checkpoint")
+    p.add_argument(
+        "checkpoint", help="locdistill .pth / .safetensors, plain state dict or mmdetection checkpoint"
+    )
     p.add_argument("--metric", choices=["coco", "voc"], help="default: the config's metric")
     p.add_argument("--out", type=Path, help="write the detections as a COCO results json")
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a training checkpoint")
-    p.add_argument("--split", choices=["test", "val"], default="test",
-                   help="data.test (falls back to data.val when the config has none) or data.val")
+    p.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="data.test (falls back to data.val when the config has none) or data.val",
+    )
     _add_set(p)
 
-    p = add("predict", "draw detections on images and write them as JSON",
-            "example:\n  locdistill predict CONFIG CKPT photo.jpg --out preds/ --score-thr 0.3")
+    p = add(
+        "predict",
+        "draw detections on images and write them as JSON",
+        "example:\n  locdistill predict CONFIG CKPT photo.jpg --out preds/ --score-thr 0.3",
+    )
     p.add_argument("config", help="config file or shipped config name")
     p.add_argument("checkpoint", help="model weights")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
-    p.add_argument("--out", type=Path, required=True, help="output folder for drawn images and detections.json")
-    p.add_argument("--score-thr", type=float, default=0.3, help="minimum score to draw and report (default 0.3)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder for drawn images and detections.json"
+    )
+    p.add_argument(
+        "--score-thr", type=float, default=0.3, help="minimum score to draw and report (default 0.3)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _add_set(p)
 
-    p = add("convert", "make small student weights from a training checkpoint, or import mmdetection",
-            "examples:\n  locdistill convert work_dirs/x/latest.pth student.pth\n"
-            "  locdistill convert work_dirs/x/latest.pth student.safetensors --ema\n"
-            "  locdistill convert ld_r101_r18_mmdet.pth student.pth --from-mmdet")
+    p = add(
+        "convert",
+        "make small student weights from a training checkpoint, or import mmdetection",
+        "examples:\n  locdistill convert work_dirs/x/latest.pth student.pth\n"
+        "  locdistill convert work_dirs/x/latest.pth student.safetensors --ema\n"
+        "  locdistill convert ld_r101_r18_mmdet.pth student.pth --from-mmdet",
+    )
     p.add_argument("checkpoint", type=Path, help="input checkpoint")
     p.add_argument("out", type=Path, help="output .pth or .safetensors")
     p.add_argument("--from-mmdet", action="store_true", help="the input is an mmdetection GFL/LD checkpoint")
@@ -174,14 +216,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_detector(cfg: Any, checkpoint: str | Path, device: Any, use_ema: bool = False) -> Any:
-    from locdistill.engine.checkpoint import load_model_weights
+def _load_detector(cfg: Any, checkpoint: str | Path, device: Any, use_ema: bool = False) -> tuple[Any, dict]:
+    """The GFL of ``cfg`` with the weights of ``checkpoint`` (eval mode), and the checkpoint's meta."""
+    from locdistill.engine.checkpoint import load_checkpoint_any, load_model_weights
     from locdistill.models.gfl import build_gfl
 
     cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
     model = build_gfl(cfg.model)
-    load_model_weights(model, checkpoint, strict=True, use_ema=use_ema)
-    return model.to(device).eval()
+    ckpt = load_checkpoint_any(checkpoint)
+    load_model_weights(model, ckpt, strict=True, use_ema=use_ema)
+    meta = ckpt.get("meta")
+    return model.to(device).eval(), meta if isinstance(meta, dict) else {}
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -190,9 +235,14 @@ def cmd_test(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
     from locdistill.data import build_dataset, build_test_loader
     from locdistill.engine.distributed import cleanup_distributed, init_distributed, is_main_process
-    from locdistill.engine.evaluate import evaluate
+    from locdistill.engine.evaluate import (
+        detection_records,
+        gather_detections,
+        predict_loader,
+        score_detections,
+    )
     from locdistill.engine.logger import setup_logger
-    from locdistill.engine.train import pick_device
+    from locdistill.engine.runinfo import pick_device
 
     cfg = load_config(args.config, args.set)
     metric = args.metric or cfg.metric
@@ -200,43 +250,27 @@ def cmd_test(args: argparse.Namespace) -> int:
     try:
         setup_logger(None, rank)
         device = pick_device()
-        model = _load_detector(cfg, args.checkpoint, device, args.ema)
+        model, _ = _load_detector(cfg, args.checkpoint, device, args.ema)
         split = cfg.data.test if args.split == "test" and cfg.data.test is not None else cfg.data.val
         dataset = build_dataset(split, cfg.data, train=False, mean=model.mean, std=model.std)
-        loader = build_test_loader(dataset, cfg.data.test_images_per_gpu, cfg.data.workers_per_gpu, world_size > 1)
+        loader = build_test_loader(
+            dataset, cfg.data.test_images_per_gpu, cfg.data.workers_per_gpu, world_size > 1
+        )
         amp = bool(cfg.train.amp) and device.type == "cuda"
-        amp_dtype = torch.bfloat16 if getattr(cfg.train, "amp_dtype", "float16") == "bfloat16" else torch.float16
-        metrics, table, results = evaluate(model, loader, dataset, metric, device, amp=amp, amp_dtype=amp_dtype)
+        amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
+        detections = gather_detections(predict_loader(model, loader, device, amp, amp_dtype))
         if is_main_process():
+            _, table, results = score_detections(dataset, detections, metric)
             print(table)
             if args.out is not None:
                 if metric != "coco":
-                    results = _plain_results(dataset, loader, model, device)
+                    results = detection_records(dataset, detections)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(results), encoding="utf-8")
                 print(f"detections written to {args.out} ({len(results)} boxes)")
     finally:
         cleanup_distributed()
     return 0
-
-
-def _plain_results(dataset: Any, loader: Any, model: Any, device: Any) -> list[dict[str, Any]]:
-    """COCO-style result records (``category_id`` = label index, plus the class name) for non-COCO data."""
-    from locdistill.engine.evaluate import gather_detections, predict_loader
-
-    dets = gather_detections(predict_loader(model, loader, device, progress=False))
-    names = list(getattr(dataset, "class_names", []))
-    out = []
-    for image_id in sorted(dets):
-        d = dets[image_id]
-        for box, score, label in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist()):
-            x1, y1, x2, y2 = box
-            rec = {"image_id": image_id, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                   "score": float(score)}
-            if names:
-                rec["category"] = names[int(label)]
-            out.append(rec)
-    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -246,11 +280,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from locdistill.engine.predict import predict_images
 
     cfg = load_config(args.config, args.set)
-    device = torch.device(args.device) if args.device else (
-        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device(args.device)
+        if args.device
+        else (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     )
-    model = _load_detector(cfg, args.checkpoint, device)
-    written = predict_images(model, cfg, args.images, args.out, args.score_thr, device)
+    model, meta = _load_detector(cfg, args.checkpoint, device)
+    written = predict_images(
+        model, cfg, args.images, args.out, args.score_thr, device, class_names=meta.get("class_names")
+    )
     print(f"{len(written)} image(s) and detections.json written to {args.out}")
     return 0
 
@@ -258,18 +296,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     if args.from_mmdet:
         if args.ema:
-            raise ValueError("--ema does not apply to --from-mmdet (mmdetection checkpoints hold one set of weights)")
+            raise ValueError(
+                "--ema does not apply to --from-mmdet (mmdetection checkpoints hold one set of weights)"
+            )
         try:
             from locdistill.models.mmdet_import import convert_mmdet_checkpoint
         except ImportError as e:
-            raise CommandUnavailable(f"mmdetection import is not available in this installation ({e})") from None
+            raise CommandUnavailable(
+                f"mmdetection import is not available in this installation ({e})"
+            ) from None
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
         report = convert_mmdet_checkpoint(args.checkpoint, args.out)
         skipped = report.get("skipped", []) if isinstance(report, dict) else []
         n = report.get("num_tensors", "?") if isinstance(report, dict) else "?"
-        print(f"converted mmdetection checkpoint {args.checkpoint} -> {args.out} ({n} tensors"
-              + (f", {len(skipped)} keys not placed, e.g. {skipped[0]}" if skipped else "") + ")")
+        print(
+            f"converted mmdetection checkpoint {args.checkpoint} -> {args.out} ({n} tensors"
+            + (f", {len(skipped)} keys not placed, e.g. {skipped[0]}" if skipped else "")
+            + ")"
+        )
         return 0
     from locdistill.engine.checkpoint import load_checkpoint, save_checkpoint, strip_to_weights
 
@@ -277,8 +322,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     small = strip_to_weights(ckpt, use_ema=args.ema)
     save_checkpoint(args.out, small)
     size_in, size_out = args.checkpoint.stat().st_size, args.out.stat().st_size
-    print(f"{args.out}: {len(small['model'])} tensors, {size_out / 2**20:.1f} MiB "
-          f"(from {size_in / 2**20:.1f} MiB{', EMA weights' if args.ema else ''})")
+    print(
+        f"{args.out}: {len(small['model'])} tensors, {size_out / 2**20:.1f} MiB "
+        f"(from {size_in / 2**20:.1f} MiB{', EMA weights' if args.ema else ''})"
+    )
     return 0
 
 
@@ -289,7 +336,9 @@ def _delegate(module: str, func: str) -> Any:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         if e.name == module:
-            raise CommandUnavailable(f"this command is not available in this installation ({module} is missing)") from None
+            raise CommandUnavailable(
+                f"this command is not available in this installation ({module} is missing)"
+            ) from None
         raise
     return getattr(mod, func)
 
@@ -321,11 +370,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from locdistill.config import ConfigError
 
     errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, ValueError, CommandUnavailable]
-    try:
-        from locdistill.engine.train import NonFiniteLossError
+    from locdistill.engine.train import NonFiniteLossError
 
-        errors.append(NonFiniteLossError)
-    except ImportError:  # pragma: no cover
+    errors.append(NonFiniteLossError)
+    try:
+        from locdistill.data import BadImageError
+
+        errors.append(BadImageError)
+    except ImportError:  # pragma: no cover - a partial installation
         pass
     return tuple(errors)
 
@@ -343,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if debug or not isinstance(e, _user_errors()):
             raise
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = " ".join(str(e).split()) or type(e).__name__
         if isinstance(e, FileNotFoundError) and e.filename and str(e.filename) not in message:
             message = f"{message}: {e.filename}"
         print(f"error: {message}", file=sys.stderr)

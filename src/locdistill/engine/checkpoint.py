@@ -19,6 +19,7 @@ A converted (``locdistill convert``) checkpoint keeps only ``model``, ``config``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -53,17 +54,22 @@ def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
@@ -120,7 +126,6 @@ def prune_checkpoints(work_dir: Path, keep_last: int, iters_per_epoch: int) -> l
     return removed
 
 
-
 # ----------------------------------------------------------------------------------------- loading
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely: ``torch.load(weights_only=True)`` or safetensors.
@@ -147,7 +152,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()
-        detail = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else "")
+        detail = next(
+            (line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else ""
+        )
         raise CheckpointError(
             f"refusing to load {path}: it is not a plain weights file (torch.load with weights_only=True "
             f"found an object that would need arbitrary unpickling: {detail.strip()}). Convert it in a "
@@ -158,6 +165,29 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
     return data
+
+
+def load_checkpoint_any(path: str | Path) -> dict[str, Any]:
+    """:func:`load_checkpoint`, and for an mmdetection checkpoint (which ``weights_only`` refuses) the
+    restricted importer of :mod:`locdistill.models.mmdet_import` (it never runs code from the file):
+    ``{"model": state dict in our key names, "meta": {"converted_from": "mmdetection"}}``."""
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as refused:
+        if "refusing to load" not in str(refused):
+            raise
+        try:
+            from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
+        except ImportError:
+            raise refused from None
+        try:
+            obj = restricted_load(path)
+        except Exception:
+            raise refused from None
+        if not is_mmdet_checkpoint(obj):
+            raise refused from None
+        state, _skipped = mmdet_state_dict(obj, str(path))
+        return {"model": state, "meta": {"converted_from": "mmdetection"}}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -234,7 +264,7 @@ def load_model_weights(
     if mismatched or (strict and problems):
         hint = ""
         if unexpected and any(k.startswith(("bbox_head.", "neck.fpn_convs")) for k in unexpected):
-            hint = " (this looks like an mmdetection checkpoint: convert it with 'locdistill convert --from-mmdet')"
+            hint = " (an mmdetection checkpoint? convert it with 'locdistill convert --from-mmdet')"
         raise CheckpointError(f"weights in {name} do not fit the model: " + "; ".join(problems) + hint)
     if problems:
         logger.warning("loading %s: %s", name, "; ".join(problems))
@@ -271,8 +301,13 @@ def get_rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python": [py_version, list(py_state), py_gauss],
-        "numpy": [str(np_name), torch.from_numpy(np.asarray(np_keys, dtype=np.int64)), int(np_pos),
-                  int(np_has_gauss), float(np_gauss)],
+        "numpy": [
+            str(np_name),
+            torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            int(np_pos),
+            int(np_has_gauss),
+            float(np_gauss),
+        ],
     }
     return state
 

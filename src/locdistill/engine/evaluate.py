@@ -30,7 +30,9 @@ def predict_loader(
     model.eval()
     out: dict[int, Detections] = {}
     try:
-        for batch in tqdm(loader, desc="eval", disable=not (progress and is_main_process()), dynamic_ncols=True):
+        for batch in tqdm(
+            loader, desc="eval", disable=not (progress and is_main_process()), dynamic_ncols=True
+        ):
             assert isinstance(batch, Batch)
             images = batch.images.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp and device.type == "cuda"):
@@ -52,12 +54,18 @@ def gather_detections(local: dict[int, Detections]) -> dict[int, Detections]:
     return merged
 
 
-def score_detections(dataset: Any, detections: dict[int, Detections], metric: str) -> tuple[dict[str, float], str, list[dict]]:
+def score_detections(
+    dataset: Any, detections: dict[int, Detections], metric: str
+) -> tuple[dict[str, float], str, list[dict]]:
     """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth."""
+    if not hasattr(dataset, "image_ids") and hasattr(dataset, "dataset"):  # a RepeatDataset
+        dataset = dataset.dataset
     image_ids = [int(i) for i in dataset.image_ids]
     missing = [i for i in image_ids if i not in detections]
     if missing:
-        logger.warning("%d of %d images have no predictions (e.g. id %s)", len(missing), len(image_ids), missing[0])
+        logger.warning(
+            "%d of %d images have no predictions (e.g. id %s)", len(missing), len(image_ids), missing[0]
+        )
     empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
     if metric == "coco":
         from locdistill.evaluation import CocoEvaluator, format_coco_table
@@ -66,18 +74,42 @@ def score_detections(dataset: Any, detections: dict[int, Detections], metric: st
         for image_id in image_ids:
             coco.add(image_id, detections.get(image_id, empty))
         metrics = coco.evaluate()
-        return metrics, format_coco_table(metrics), coco.results()
+        return {k: float(v) for k, v in metrics.items()}, format_coco_table(metrics), coco.results()
     if metric == "voc":
         from locdistill.evaluation import VOCEvaluator, format_voc_table
 
         voc = VOCEvaluator(dataset.class_names)
         for index, image_id in enumerate(image_ids):
             ann = dataset.get_annotation(index)
-            voc.add_ground_truth(image_id, ann.boxes, ann.labels, ann.difficult)
+            # VOC 'difficult' objects and COCO crowd regions are both "neither TP nor FP" here
+            voc.add_ground_truth(image_id, ann.boxes, ann.labels, ann.difficult | ann.ignore)
             voc.add(image_id, detections.get(image_id, empty))
-        metrics = voc.evaluate()
-        return metrics, format_voc_table(metrics), []
+        result = voc.evaluate()
+        return {k: float(v) for k, v in result.items()}, format_voc_table(result), []
     raise ValueError(f"unknown metric {metric!r} (expected 'coco' or 'voc')")
+
+
+def detection_records(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:
+    """COCO-style result records for any dataset: ``category_id`` is the dataset's category id of the
+    label (``label + 1`` for VOC/YOLO/synthetic data), plus ``label`` and the class ``category`` name."""
+    names = list(getattr(dataset, "class_names", []))
+    cat_ids = list(getattr(dataset, "category_ids", [])) or list(range(1, len(names) + 1))
+    out = []
+    for image_id in sorted(detections):
+        d = detections[image_id]
+        for box, score, label in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist()):
+            x1, y1, x2, y2 = box
+            rec: dict[str, Any] = {
+                "image_id": int(image_id),
+                "category_id": int(cat_ids[label]) if label < len(cat_ids) else int(label),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+                "label": int(label),
+            }
+            if label < len(names):
+                rec["category"] = names[label]
+            out.append(rec)
+    return out
 
 
 def evaluate(

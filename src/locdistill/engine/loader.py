@@ -51,8 +51,8 @@ def skip_batches(loader: DataLoader, skip: int) -> DataLoader:
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     """Tell the loader's sampler(s) the epoch (their shuffling depends on seed and epoch only)."""
-    for obj in (loader.sampler, loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None)):
+    inner = getattr(loader.batch_sampler, "sampler", None)
+    objects: tuple[Any, ...] = (loader.sampler, loader.batch_sampler, inner)
+    for obj in objects:
         if obj is not None and hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
-
-

@@ -40,7 +40,11 @@ def git_revision() -> tuple[str, bool]:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
-            cwd=src, capture_output=True, text=True, timeout=10, check=False,
+            cwd=src,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
         return rev or "unknown", bool(status)
     except (OSError, subprocess.SubprocessError):
@@ -90,5 +94,3 @@ def amp_settings(cfg: Config, device: torch.device) -> tuple[bool, torch.dtype, 
     dtype = torch.bfloat16 if getattr(cfg.train, "amp_dtype", "float16") == "bfloat16" else torch.float16
     use_amp = bool(cfg.train.amp) and device.type == "cuda"
     return use_amp, dtype, use_amp and dtype == torch.float16
-
-

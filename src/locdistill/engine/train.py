@@ -80,7 +80,9 @@ def build_data(cfg: Config, mean: Any, std: Any, distributed: bool) -> tuple[Any
 
     d = cfg.data
     train_set = build_dataset(d.train, d, train=True, mean=mean, std=std)
-    train_loader = build_train_loader(train_set, d.images_per_gpu, d.workers_per_gpu, cfg.train.seed, distributed)
+    train_loader = build_train_loader(
+        train_set, d.images_per_gpu, d.workers_per_gpu, cfg.train.seed, distributed
+    )
     val_set, val_loader = None, None
     if cfg.train.eval_interval > 0:
         val_set = build_dataset(d.val, d, train=False, mean=mean, std=std)
@@ -108,7 +110,9 @@ class TrainState:
     scaler: torch.amp.GradScaler
     ema: ModelEMA | None
     pos: Position = field(default_factory=Position)
-    best: dict[str, Any] = field(default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None})
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
+    )
 
     def state_dict(self, cfg: Config, meta: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint (collective under DDP: every rank's RNG state is gathered)."""
@@ -180,6 +184,21 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel
 
 
 # ------------------------------------------------------------------------------------------- train
+@dataclass
+class Run:
+    """What the loop needs besides the state: settings, device, and where progress goes."""
+
+    cfg: Config
+    device: torch.device
+    amp: bool
+    amp_dtype: torch.dtype
+    world_size: int
+    iters_per_epoch: int
+    metrics: MetricsWriter
+    bar: Any
+    clock: _Clock
+
+
 def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -> Path:
     """Train ``cfg`` in ``work_dir`` and return the last checkpoint written (``latest.pth`` links to it).
 
@@ -195,14 +214,18 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     device = pick_device()
     seed_everything(tc.seed + rank, tc.deterministic)
     env = write_run_info(cfg, work_dir, world_size) if rank == 0 else environment_info(world_size)
-    log.info("locdistill %s (git %s), torch %s, %s, world size %d, work dir %s",
-             env["locdistill_version"], env["git_rev"][:12], env["torch"], env["device"], world_size, work_dir)
+    if rank == 0:
+        for stale in work_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
+            stale.unlink(missing_ok=True)
+    log.info("locdistill %s (git %s), torch %s, %s, world size %d, work dir %s", env["locdistill_version"],
+             env["git_rev"][:12], env["torch"], env["device"], world_size, work_dir)
 
     model, module = build_module(cfg, world_size)
     module.to(device)
     if tc.channels_last:
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    _, train_loader, val_set, val_loader = build_data(cfg, model.mean, model.std, world_size > 1)
+    train_set, train_loader, val_set, val_loader = build_data(cfg, model.mean, model.std, world_size > 1)
+    class_names = _check_classes(train_set, int(model.num_classes))  # type: ignore[arg-type]
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
         raise ValueError(f"the training set at {cfg.data.train.root!r} gives no batches (is it empty?)")
@@ -228,20 +251,22 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: checkpoint not found: {path}")
         rng_state = st.load_state_dict(load_checkpoint(path), rank)
-        log.info("resumed from %s: epoch %d, %d of its %d iterations done (%d in total)",
-                 path, st.pos.epoch + 1, st.pos.iter, iters_per_epoch, st.pos.global_iter)
+        log.info("resumed from %s: epoch %d, %d of its %d iterations done (%d in total)", path,
+                 st.pos.epoch + 1, st.pos.iter, iters_per_epoch, st.pos.global_iter)
     ddp_module = wrap_ddp(module, device) if world_size > 1 else module
 
-    meta = {k: env[k] for k in ("locdistill_version", "git_rev", "torch", "world_size")}
+    meta: dict[str, Any] = {k: env[k] for k in ("locdistill_version", "git_rev", "torch", "world_size")}
+    meta["class_names"] = class_names
     if getattr(module, "teacher_sha256", None):
         meta["teacher_sha256"] = module.teacher_sha256
-    metrics = MetricsWriter(work_dir, rank)
-    total_iters = tc.epochs * iters_per_epoch if tc.max_iters is None else min(tc.epochs * iters_per_epoch,
-                                                                               tc.max_iters)
+    total = tc.epochs * iters_per_epoch
+    if tc.max_iters is not None:
+        total = min(total, tc.max_iters)
     # The bar shows on an interactive terminal; the log lines carry the ETA everywhere.
-    bar = tqdm(total=total_iters, initial=min(st.pos.global_iter, total_iters), unit="it", dynamic_ncols=True,
+    bar = tqdm(total=total, initial=min(st.pos.global_iter, total), unit="it", dynamic_ncols=True,
                disable=rank != 0 or not sys.stderr.isatty())
-    clock = _Clock(st.pos.global_iter, total_iters)
+    run = Run(cfg, device, use_amp, amp_dtype, world_size, iters_per_epoch, MetricsWriter(work_dir, rank),
+              bar, _Clock(st.pos.global_iter, total))
     final = work_dir / "latest.pth"
 
     def save(name: str, ckpt: dict[str, Any]) -> Path:
@@ -254,8 +279,8 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     for epoch in range(st.pos.epoch, tc.epochs):
         set_epoch(train_loader, epoch)
         start = st.pos.iter if epoch == st.pos.epoch else 0
-        # RNG states saved at an epoch end precede that epoch's loader iterator (whose creation draws
-        # a worker seed); states saved inside an epoch follow it.
+        # RNG states saved at an epoch end precede that epoch's loader iterator (whose creation may draw
+        # from the global RNG); states saved inside an epoch follow it.
         if rng_state is not None and start == 0:
             set_rng_state(rng_state)
             rng_state = None
@@ -265,9 +290,7 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
             rng_state = None
         bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
         ddp_module.train()
-        stopped = train_one_epoch(cfg, st, ddp_module, batches, epoch, start, iters_per_epoch, device,
-                                  (use_amp, amp_dtype), metrics, bar, clock, world_size)
-        if stopped:
+        if train_one_epoch(run, st, ddp_module, batches, epoch, start):  # stopped by train.max_iters
             ckpt = st.state_dict(cfg, meta)
             if rank == 0:
                 final = save(f"iter_{st.pos.global_iter}.pth", ckpt)
@@ -277,16 +300,17 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         # Epoch end: evaluate, then checkpoint (so that the saved RNG state follows the evaluation).
         st.pos = Position(epoch + 1, 0, st.pos.global_iter)
         done, improved = epoch + 1, False
-        if val_loader is not None and tc.eval_interval > 0 and (done % tc.eval_interval == 0 or done == tc.epochs):
+        eval_due = tc.eval_interval > 0 and (done % tc.eval_interval == 0 or done == tc.epochs)
+        if val_loader is not None and eval_due:
             from locdistill.engine.evaluate import evaluate
 
             eval_model = st.ema.module if st.ema is not None else model
-            results, table, _ = evaluate(eval_model, val_loader, val_set, cfg.metric, device,
-                                         amp=use_amp, amp_dtype=amp_dtype, progress=False)
+            results, table, _ = evaluate(eval_model, val_loader, val_set, cfg.metric, device, amp=use_amp,
+                                         amp_dtype=amp_dtype, progress=False)
             log.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
-            metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
-            value = results.get(MAIN_METRIC)
-            if value is not None and math.isfinite(value) and (st.best["value"] is None or value > st.best["value"]):
+            run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
+            value, best = results.get(MAIN_METRIC), st.best["value"]
+            if value is not None and math.isfinite(value) and (best is None or value > best):
                 st.best.update(value=float(value), epoch=done)
                 improved = True
         due = done % max(tc.checkpoint_interval, 1) == 0 or done == tc.epochs
@@ -307,40 +331,29 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
 
 
 def train_one_epoch(
-    cfg: Config,
-    st: TrainState,
-    module: nn.Module,
-    batches: Any,
-    epoch: int,
-    start: int,
-    iters_per_epoch: int,
-    device: torch.device,
-    amp: tuple[bool, torch.dtype],
-    metrics: MetricsWriter,
-    bar: tqdm,
-    clock: _Clock,
-    world_size: int,
+    run: Run, st: TrainState, module: nn.Module, batches: Any, epoch: int, start: int
 ) -> bool:
-    """Iterations ``start .. iters_per_epoch-1`` of ``epoch``; returns ``True`` when ``max_iters`` stopped it."""
-    tc = cfg.train
+    """Iterations ``start .. iters_per_epoch-1`` of ``epoch``; ``True`` when ``train.max_iters`` stops it."""
+    tc, device = run.cfg.train, run.device
     params = [p for p in st.model.parameters() if p.requires_grad]
     meters: dict[str, Tensor] = {}
     steps, iter_time, data_time = 0, 0.0, 0.0
     t_end = time.perf_counter()
-    for i in range(start, iters_per_epoch):
+    for i in range(start, run.iters_per_epoch):
         batch: Batch = next(batches).to(device, non_blocking=True)
         t_data = time.perf_counter()
         if tc.channels_last:
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp[1], enabled=amp[0]):
+        with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp):
             losses = module(batch)
         loss: Tensor = sum(losses.values())  # type: ignore[assignment]
-        if not bool(torch.isfinite(loss)):
+        if not bool(torch.isfinite(loss)):  # the one host sync per step
             bad = [f"{k}={v.item():.4g}" for k, v in losses.items() if not bool(torch.isfinite(v))]
             raise NonFiniteLossError(
-                f"non-finite loss at epoch {epoch + 1}, iteration {i + 1} ({st.pos.global_iter + 1} in total): "
-                f"{', '.join(bad) or f'total={loss.item()}'}; lower train.optim.lr, set train.optim.grad_clip "
-                "or check the data"
+                f"non-finite loss at epoch {epoch + 1}, iteration {i + 1} "
+                f"({st.pos.global_iter + 1} in total): "
+                f"{', '.join(bad) or f'total={loss.item()}'}; lower train.optim.lr, set "
+                "train.optim.grad_clip or check the data"
             )
         lr = st.optimizer.param_groups[0]["lr"]
         st.optimizer.zero_grad(set_to_none=True)
@@ -360,23 +373,22 @@ def train_one_epoch(
         steps += 1
         now = time.perf_counter()
         iter_time, data_time, t_end = iter_time + now - t_end, data_time + t_data - t_end, now
-        bar.update(1)
+        run.bar.update(1)
         stop = tc.max_iters is not None and st.pos.global_iter >= tc.max_iters
-        if st.pos.global_iter % max(tc.log_interval, 1) == 0 or i + 1 == iters_per_epoch or stop:
+        if st.pos.global_iter % max(tc.log_interval, 1) == 0 or i + 1 == run.iters_per_epoch or stop:
             record = {"type": "train", "epoch": epoch + 1, "iter": i + 1, "global_iter": st.pos.global_iter,
-                      "lr": lr, **_reduce_meters(meters, steps, world_size),
-                      "time": iter_time / steps, "data_time": data_time / steps, **_memory(device),
-                      "eta_s": clock.eta(st.pos.global_iter)}
-            metrics.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}")
+                      "lr": lr, **_reduce_meters(meters, steps, run.world_size), "time": iter_time / steps,
+                      "data_time": data_time / steps, **_memory(device),
+                      "eta_s": run.clock.eta(st.pos.global_iter)}
+            run.metrics.write(record)
+            run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}")
             terms = " ".join(f"{k} {record[k]:.4f}" for k in [*sorted(meters), "loss"])
-            logger.info(
-                "epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s", epoch + 1, i + 1, iters_per_epoch,
-                lr, terms, record["time"], record["data_time"], _hms(record["eta_s"]),
-            )
+            logger.info("epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s", epoch + 1, i + 1,
+                        run.iters_per_epoch, lr, terms, record["time"], record["data_time"],
+                        _hms(record["eta_s"]))
             meters, steps, iter_time, data_time = {}, 0, 0.0, 0.0
         if stop:
-            if i + 1 == iters_per_epoch:  # stopped exactly at an epoch end
+            if i + 1 == run.iters_per_epoch:  # stopped exactly at an epoch end
                 st.pos = Position(epoch + 1, 0, st.pos.global_iter)
             return True
     return False
@@ -392,6 +404,18 @@ class _Clock:
     def eta(self, global_iter: int) -> float:
         rate = (time.perf_counter() - self.t0) / max(global_iter - self.start_iter, 1)
         return round(rate * max(self.total - global_iter, 0), 1)
+
+
+def _check_classes(dataset: Any, num_classes: int) -> list[str]:
+    """The training data's class names; an error when their number is not the head's."""
+    names = [str(n) for n in getattr(dataset, "class_names", [])]
+    if names and len(names) != num_classes:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise ValueError(
+            f"model.head.num_classes is {num_classes} but the training data has {len(names)} classes "
+            f"({shown}); set model.head.num_classes={len(names)} or pick classes with data.train.classes"
+        )
+    return names
 
 
 def _hms(seconds: float) -> str:
