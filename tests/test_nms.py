@@ -205,6 +205,25 @@ def test_cluster_rounds_follow_the_chain() -> None:
     assert out_scores.tolist() == pytest.approx([0.9, 0.7])
 
 
+def test_long_suppression_chain_matches_loop() -> None:
+    # Boxes sliding by 0.6 px: every box overlaps its neighbours above the threshold, so the keep
+    # decision of each box depends on the one before it: many Cluster-NMS rounds.
+    n = 70
+    x = torch.arange(n, dtype=torch.float32) * 0.6
+    boxes = torch.stack([x, torch.zeros(n), x + 10.0, torch.full((n,), 10.0)], dim=1)
+    scores = torch.linspace(0.9, 0.1, n)
+    labels = torch.zeros(n, dtype=torch.int64)
+    exp_boxes, exp_scores, _ = loop_voting_cluster_diou_nms(
+        boxes.double().tolist(), scores.double().tolist(), labels.tolist(), max_per_img=10**6
+    )
+    out_boxes, out_scores, _ = score_voting_cluster_diou_nms(boxes, scores, labels, max_per_img=0)
+    assert 5 < len(exp_scores) < n // 2
+    assert out_scores.double().tolist() == pytest.approx(exp_scores, abs=1e-7)
+    torch.testing.assert_close(
+        out_boxes.double(), torch.tensor(exp_boxes, dtype=torch.float64), rtol=0, atol=2e-4
+    )
+
+
 def test_diou_matrix_matches_loop() -> None:
     boxes, _, _ = clustered_boxes(30, num_objects=4, num_classes=1, seed=3)
     m = diou_matrix(boxes.double(), boxes.double())
