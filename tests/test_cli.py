@@ -249,3 +249,11 @@ def test_bccd_train_and_test_with_the_voc_metric(
     result = voc.evaluate()
     assert result["AP"] == pytest.approx(printed_ap, rel=1e-6, abs=1e-9)
     assert f"{result['AP50']:.3f}" == printed_map
+
+
+def test_malformed_set_value_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("")
+    assert main(["train", str(cfg), "--set", "data.img_scale=[128,"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

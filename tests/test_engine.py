@@ -373,3 +373,36 @@ def test_non_finite_loss_stops_training_naming_the_term(
     assert "loss_cls" not in message  # only the bad term is named
     records = [json.loads(line) for line in (tmp_path / "work" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["global_iter"] == 2  # the iterations before it were logged
+
+
+def test_distillation_run_trains_and_saves_only_the_student(tmp_path: Path) -> None:
+    from locdistill.config import dump_config
+    from locdistill.engine.train import train
+
+    teacher_cfg = tiny_config(tmp_path, ["train.max_iters=2"])
+    teacher_ckpt = train(teacher_cfg, tmp_path / "teacher")
+    teacher_yaml = tmp_path / "teacher.yaml"
+    dump_config(teacher_cfg, teacher_yaml)
+
+    student_cfg = tiny_config(
+        tmp_path,
+        [
+            "train.max_iters=2",
+            f"distill.teacher_config={teacher_yaml}",
+            f"distill.teacher_checkpoint={teacher_ckpt}",
+            "distill.main_kd.enabled=true",
+        ],
+    )
+    final = train(student_cfg, tmp_path / "student")
+    ckpt = load_checkpoint(final)
+    assert not any(k.startswith("teacher.") for k in ckpt["model"])
+    assert set(ckpt["model"]) == set(load_checkpoint(teacher_ckpt)["model"])  # the student's own keys
+    assert ckpt["meta"]["teacher_sha256"] == sha256_file(teacher_ckpt)
+    assert ckpt["config"]["distill"]["teacher_checkpoint"] == str(teacher_ckpt)
+    from locdistill.models.gfl import build_gfl
+
+    trainable = [p for p in build_gfl(student_cfg.model).parameters() if p.requires_grad]
+    in_optimizer = sum(len(g["params"]) for g in ckpt["optimizer"]["param_groups"])
+    assert in_optimizer == len(trainable)  # the student's trainable parameters, no teacher
+    records = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss_ld", "loss_kd", "loss_cls", "loss_bbox", "loss_dfl"} <= set(records[-1])

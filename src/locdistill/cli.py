@@ -369,7 +369,10 @@ COMMANDS = {
 def _user_errors() -> tuple[type[BaseException], ...]:
     from locdistill.config import ConfigError
 
+    import yaml
+
     errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, ValueError, CommandUnavailable]
+    errors.append(yaml.YAMLError)  # a malformed --set value
     from locdistill.engine.train import NonFiniteLossError
 
     errors.append(NonFiniteLossError)

@@ -154,13 +154,16 @@ class TrainState:
         return ckpt.get("rng") if rank == 0 else None
 
 
-def build_module(cfg: Config, world_size: int) -> tuple[nn.Module, nn.Module]:
+def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """``(student GFL, training module)``; the module is a Distiller when the config distils."""
     from locdistill.models.gfl import build_gfl
 
     model = build_gfl(cfg.model)
     if cfg.train.sync_bn and world_size > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            logger.warning("train.sync_bn is ignored on %s (SyncBatchNorm needs CUDA)", device.type)
     if cfg.distill is not None:
         from locdistill.distill.distiller import build_distiller
 
@@ -220,7 +223,7 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     log.info("locdistill %s (git %s), torch %s, %s, world size %d, work dir %s", env["locdistill_version"],
              env["git_rev"][:12], env["torch"], env["device"], world_size, work_dir)
 
-    model, module = build_module(cfg, world_size)
+    model, module = build_module(cfg, world_size, device)
     module.to(device)
     if tc.channels_last:
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
