@@ -82,7 +82,8 @@ def test_two_process_training_evaluation_and_test_agree_across_ranks(
     assert [r["global_iter"] for r in rank0 if r["type"] == "train"] == [1, 2, 3]
     for a, b in zip(rank0, rank1, strict=True):
         assert a["type"] == b["type"]
-        keys = ("loss", "loss_cls", "loss_bbox", "loss_dfl", "lr") if a["type"] == "train" else ("AP", "AR100")
+        train_keys = ("loss", "loss_cls", "loss_bbox", "loss_dfl", "lr")
+        keys = train_keys if a["type"] == "train" else ("AP", "AR100")
         for key in keys:
             assert a[key] == b[key], (key, a, b)  # all-reduced / broadcast values: identical on every rank
     assert rank0[-1]["type"] == "val"

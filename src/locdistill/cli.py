@@ -367,9 +367,9 @@ COMMANDS = {
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from locdistill.config import ConfigError
-
     import yaml
+
+    from locdistill.config import ConfigError
 
     errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, ValueError, CommandUnavailable]
     errors.append(yaml.YAMLError)  # a malformed --set value
