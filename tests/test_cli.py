@@ -42,7 +42,7 @@ def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert ex.value.code == 0
     out = capsys.readouterr().out
-    for command in ("train", "test", "predict", "convert", "demo", "benchmark", "export"):
+    for command in ("train", "chain", "test", "predict", "convert", "demo", "benchmark", "export"):
         assert command in out
     assert "examples:" in out
     parser = build_parser()
@@ -78,6 +78,8 @@ def test_arguments_of_delegated_commands() -> None:
     assert (a.format, a.with_nms, a.set, a.img_size) == ("onnx", True, ["a.b=1"], None)
     a = parser.parse_args(["demo", "--quick", "--seed", "3"])
     assert (a.out, a.quick, a.seed) == (Path("demo_out"), True, 3)
+    a = parser.parse_args(["chain", "a.yaml", "b.yaml", "--work-dir", "w", "--set", "train.epochs=1"])
+    assert (a.configs, a.work_dir, a.set) == (["a.yaml", "b.yaml"], Path("w"), ["train.epochs=1"])
     a = parser.parse_args(["train", "c.yaml", "--resume"])
     assert a.resume is True
     a = parser.parse_args(["train", "c.yaml", "--resume", "x.pth", "--set", "a=1", "b=2", "--set", "c=3"])

@@ -112,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
 
     p = add(
+        "chain",
+        "teacher-assistant chain: train LD stages in order, each taught by the previous stage's student",
+        "example:\n  locdistill chain configs/ld/ld_gflv1_r101_r34_fpn_coco_1x.yaml "
+        "configs/ld/ld_gflv1_r34_r18_fpn_coco_1x.yaml\n\nthe first stage uses the teacher its config names; "
+        "stage k trains in WORK_DIR/stage<k>_<config name>.",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="the stage configs, teacher side first")
+    p.add_argument(
+        "--work-dir", type=Path, help="root of the stage work dirs (default work_dirs/chain_<last config>)"
+    )
+    _add_set(p)
+
+    p = add(
         "test",
         "evaluate a checkpoint (COCO or VOC metric); works under torchrun",
         "examples:\n  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/"
@@ -213,6 +226,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if is_main_process():
         print(f"final checkpoint: {final}")
+    return 0
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    from locdistill.engine.distributed import cleanup_distributed, is_main_process
+
+    run_chain = _delegate("locdistill.distill.chain", "run_chain")
+    root = args.work_dir or Path("work_dirs") / f"chain_{Path(args.configs[-1]).stem}"
+    try:
+        finals = run_chain(list(args.configs), root, args.set)
+    finally:
+        cleanup_distributed()
+    if is_main_process():
+        for k, path in enumerate(finals, start=1):
+            print(f"stage {k}: {path}")
     return 0
 
 
@@ -357,6 +385,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "chain": cmd_chain,
     "test": cmd_test,
     "predict": cmd_predict,
     "convert": cmd_convert,

@@ -7,7 +7,7 @@ Short and explicit on purpose::
             losses = module(batch)                # DetectorLoss or Distiller (DDP-wrapped when distributed)
             loss = sum(losses.values())           # one isfinite() sync per step: abort naming the term
             scaler.scale(loss).backward(); clip; scaler.step(optimizer); scheduler.step(); ema.update()
-        evaluate every eval_interval epochs, then checkpoint every checkpoint_interval epochs
+        evaluate every eval_interval epochs, then checkpoint every checkpoint_interval epochs and at the end
 
 Resume is exact: model, optimizer, scheduler, scaler, EMA, epoch, position inside the epoch (the
 batches already done are skipped without being loaded; the sampler order depends only on seed and
@@ -303,7 +303,7 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         # Epoch end: evaluate, then checkpoint (so that the saved RNG state follows the evaluation).
         st.pos = Position(epoch + 1, 0, st.pos.global_iter)
         done, improved = epoch + 1, False
-        eval_due = tc.eval_interval > 0 and (done % tc.eval_interval == 0 or done == tc.epochs)
+        eval_due = tc.eval_interval > 0 and done % tc.eval_interval == 0  # as mmdetection's EvalHook
         if val_loader is not None and eval_due:
             from locdistill.engine.evaluate import evaluate
 
