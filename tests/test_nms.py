@@ -150,7 +150,30 @@ def test_max_per_img_and_small_pair_chunks_give_the_same_result() -> None:
         torch.testing.assert_close(a, b)
     for a, b in zip(full, top):
         torch.testing.assert_close(a[:5], b)
+    # suppression decided on a short prefix of the score order, grown 4x until enough are kept
+    for k, min_prefix in ((5, 2), (17, 8), (40, 3), (500, 1)):
+        grown = score_voting_cluster_diou_nms(boxes, scores, labels, max_per_img=k, min_prefix=min_prefix)
+        for a, b in zip(full, grown):
+            torch.testing.assert_close(a[:k], b)
     assert (full[1][:-1] >= full[1][1:]).all()
+
+
+def test_prefix_grows_when_the_top_candidates_are_one_cluster() -> None:
+    # 120 jittered copies of one object hold the top scores: the first prefix (8 * max_per_img = 40)
+    # keeps one box only, so the prefix must grow (40 -> 160 -> all) to find 5 kept boxes.
+    g = torch.Generator().manual_seed(3)
+    cluster = torch.tensor([100.0, 100.0, 200.0, 180.0]) + torch.randn(120, 4, generator=g)
+    others, _, other_labels = clustered_boxes(80, num_objects=10, num_classes=1, seed=9)
+    boxes = torch.cat([cluster, others + 300.0])
+    scores = torch.cat([0.5 + 0.4 * torch.rand(120, generator=g), 0.45 * torch.rand(80, generator=g)])
+    labels = torch.cat([torch.zeros(120, dtype=torch.int64), other_labels])
+    full = score_voting_cluster_diou_nms(boxes, scores, labels, max_per_img=0)
+    assert (full[1] > 0.5).sum() == 1  # the cluster leaves a single box
+    grown = score_voting_cluster_diou_nms(boxes, scores, labels, max_per_img=5, min_prefix=1)
+    for a, b in zip(full, grown):
+        torch.testing.assert_close(a[:5], b)
+    # the cluster's kept box was voted on by the whole cluster, found in all 200 candidates
+    assert (grown[0][0] - boxes[scores.argmax()]).abs().max() > 0.05
 
 
 def test_identical_boxes_of_different_classes_are_both_kept() -> None:
