@@ -253,7 +253,13 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         path = work_dir / "latest.pth" if resume is True else Path(resume)
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: checkpoint not found: {path}")
-        rng_state = st.load_state_dict(load_checkpoint(path), rank)
+        ckpt = load_checkpoint(path)
+        saved_world = (ckpt.get("meta") or {}).get("world_size", world_size)
+        if saved_world != world_size:
+            log.warning("resuming a run of %d process(es) with %d: the data order and the RNG streams differ "
+                        "from an uninterrupted run", saved_world, world_size)
+        rng_state = st.load_state_dict(ckpt, rank)
+        del ckpt
         log.info("resumed from %s: epoch %d, %d of its %d iterations done (%d in total)", path,
                  st.pos.epoch + 1, st.pos.iter, iters_per_epoch, st.pos.global_iter)
     ddp_module = wrap_ddp(module, device) if world_size > 1 else module
