@@ -71,6 +71,8 @@ stays bounded by ``max_pairs``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchvision
 from torch import Tensor
@@ -151,6 +153,36 @@ def _search_radius(widths: Tensor, min_iou: float, max_width: float) -> Tensor:
     return radius * 1.001 + 1e-3
 
 
+def _segment_ids(counts: Tensor, total: int) -> Tensor:
+    """``[R]`` non-negative counts -> ``[total]`` the row of each element: the same as
+    ``repeat_interleave(arange(R), counts)``, built from ``index_add_`` and ``cumsum`` (ops that do not
+    open a parallel region on small inputs; a stalled parallel region costs a scheduler time slice
+    on a busy machine)."""
+    starts = torch.cumsum(counts, 0) - counts
+    marks = torch.zeros(total + 1, dtype=torch.int64, device=counts.device)
+    marks.index_add_(0, starts, torch.ones_like(starts))
+    return torch.cumsum(marks[:total], 0) - 1
+
+
+def _searchsorted(keys: Tensor, queries: Tensor, right: bool) -> Tensor:
+    """``torch.searchsorted(keys, queries, right=right)`` for sorted 1-D ``keys``, by one stable sort
+    of keys and queries together when there are many queries (same parallel-region concern)."""
+    if queries.numel() <= 128:
+        return torch.searchsorted(keys, queries, right=right)
+    nk, nq = keys.numel(), queries.numel()
+    # right: keys equal to a query count as before it (keys first); left: queries first
+    merged = torch.cat([keys, queries]) if right else torch.cat([queries, keys])
+    order = torch.sort(merged, stable=True).indices
+    is_q = order >= nk if right else order < nq
+    q_index = order - nk if right else order
+    m = torch.arange(nk + nq, device=keys.device)
+    keys_before = m - (torch.cumsum(is_q, 0) - is_q.long())
+    sel = is_q.nonzero().squeeze(1)
+    out = torch.empty(nq, dtype=torch.int64, device=keys.device)
+    out.index_copy_(0, q_index.index_select(0, sel), keys_before.index_select(0, sel))
+    return out
+
+
 class _Sweep:
     """Boxes sorted by (class, centre x) with one monotone float64 key for all classes.
 
@@ -162,7 +194,7 @@ class _Sweep:
     def __init__(self, boxes: Tensor, labels: Tensor, max_radius: float, min_iou: float) -> None:
         cx = (boxes[:, 0] + boxes[:, 2]) * 0.5
         by_x = torch.sort(cx, stable=True).indices
-        self.perm = by_x[torch.sort(labels.index_select(0, by_x), stable=True).indices]
+        self.perm = by_x.index_select(0, torch.sort(labels.index_select(0, by_x), stable=True).indices)
         cx_s = cx.index_select(0, self.perm).double()
         lab_s = labels.index_select(0, self.perm)
         span = float(cx_s.max() - cx_s.min()) + 2.0 * max_radius + 1.0
@@ -205,9 +237,11 @@ def _window_pairs(
         row1 = int(torch.searchsorted(offsets, torch.tensor(base + max_pairs, device=device), right=True))
         row1 = min(n, max(row1, row0 + 1))
         c = counts[row0:row1]
-        local = torch.repeat_interleave(torch.arange(row0, row1, device=device), c)
+        num = int(offsets[row1 - 1]) - base
+        seg = _segment_ids(c, num)
+        local = seg + row0
         start = torch.cumsum(c, 0) - c
-        dst = torch.arange(local.numel(), device=device) + torch.repeat_interleave(lo[row0:row1] - start, c)
+        dst = torch.arange(num, device=device) + (lo[row0:row1] - start).index_select(0, seg)
         pa = row_packed.index_select(0, local)
         pb = sweep.packed.index_select(0, dst)
         wh = torch.minimum(pa[:, 2:4], pb[:, 2:4]) - torch.maximum(pa[:, 0:2], pb[:, 0:2])
@@ -235,7 +269,7 @@ def _close_pairs(boxes: Tensor, labels: Tensor, min_iou: float, max_pairs: int) 
     radius = _search_radius(widths, min_iou, float(widths.max())).double()
     sweep = _Sweep(boxes, labels, float(radius.max()), min_iou)
     pos = torch.arange(n, device=boxes.device)
-    hi = torch.searchsorted(sweep.key, sweep.key + radius.index_select(0, sweep.perm), right=True)
+    hi = _searchsorted(sweep.key, sweep.key + radius.index_select(0, sweep.perm), right=True)
     a, b = _window_pairs(sweep.perm, sweep.packed, pos + 1, hi - pos - 1, sweep, min_iou, max_pairs)
     return torch.minimum(a, b), torch.maximum(a, b)
 
@@ -276,11 +310,10 @@ def _vote_pairs(
     widths = boxes[:, 2] - boxes[:, 0]
     radius = _search_radius(widths.index_select(0, kept), prefilter, float(widths.max())).double()
     sweep = _Sweep(boxes, labels, float(radius.max()), prefilter)
-    position = torch.empty_like(sweep.perm)
-    position[sweep.perm] = torch.arange(sweep.perm.numel(), device=boxes.device)
+    position = torch.argsort(sweep.perm)  # sorted position of each box
     key = sweep.key.index_select(0, position.index_select(0, kept))
-    lo = torch.searchsorted(sweep.key, key - radius, right=False)
-    hi = torch.searchsorted(sweep.key, key + radius, right=True)
+    lo = _searchsorted(sweep.key, key - radius, right=False)
+    hi = _searchsorted(sweep.key, key + radius, right=True)
     slots = torch.arange(kept.numel(), device=boxes.device)
     row_packed = sweep.packed.index_select(0, position.index_select(0, kept))
     slot, j = _window_pairs(slots, row_packed, lo, hi - lo, sweep, prefilter, max_pairs)
@@ -300,7 +333,7 @@ def score_voting_cluster_diou_nms(
     diou_beta: float = 0.8,
     vote_threshold: float = 0.7,
     vote_sigma: float = 0.025,
-    max_pairs: int = 1 << 21,
+    max_pairs: int = 6144,
     min_prefix: int = 1024,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Score-voting Cluster-DIoU-NMS (the LD repository's ``voting_cluster_diounms``).
@@ -316,7 +349,9 @@ def score_voting_cluster_diou_nms(
         diou_beta: exponent of the DIoU centre-distance penalty.
         vote_threshold: a lower-ranked box votes when its DIoU with the kept box is above this.
         vote_sigma: ``sigma`` of the vote weight ``exp(-(1 - DIoU)^2 / sigma) * score``.
-        max_pairs: largest number of candidate pairs tested at once (bounds the temporary memory).
+        max_pairs: largest number of candidate pairs tested at once. Bounds the temporary memory;
+            the default also keeps each op below ATen's parallelisation grain (32768 elements), which
+            on a busy machine avoids OpenMP regions stalling for a scheduler time slice.
         min_prefix: first prefix of the score order on which suppression is decided (see below).
 
     Returns:
@@ -353,7 +388,8 @@ def score_voting_cluster_diou_nms(
     # Score voting of the kept boxes: lower-ranked boxes j of the class with DIoU(i, j) > vote_thr,
     # weight exp(-(1 - DIoU)^2 / sigma) * score_j; the box itself has DIoU 1 and weight score_i.
     slot, vj, vd = _vote_pairs(b, lab, kept, vote_threshold, diou_beta, max_pairs)
-    w = torch.exp(-((1.0 - vd) ** 2) / vote_sigma) * s.index_select(0, vj)
+    # exp(x) as pow(e, x): torch.exp opens a parallel region already for ~1000 elements
+    w = torch.pow(math.e, -((1.0 - vd) ** 2) / vote_sigma) * s.index_select(0, vj)
     s_kept = s.index_select(0, kept)
     num = b.index_select(0, kept) * s_kept[:, None]
     den = s_kept.clone()
