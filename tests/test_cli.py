@@ -161,6 +161,14 @@ def test_coco128_train_test_convert_predict(
     assert printed == [f"{v:0.3f}" for v in ev.stats]
     assert any(float(v) > 0 for v in printed)  # not a trivial all-zero comparison
 
+    # --format-only (test-dev style): the same results file, no evaluation
+    only = tmp_path / "dets_only.json"
+    capsys.readouterr()
+    args = ["test", config, str(work / "latest.pth"), "--format-only", "--out", str(only), "--set", *TINY]
+    assert main(args) == 0
+    assert "Average Precision" not in capsys.readouterr().out
+    assert json.loads(only.read_text()) == json.loads(dets.read_text())
+
     # convert: small weights (no optimizer / EMA / RNG) that evaluate identically, also as safetensors
     small = tmp_path / "student.safetensors"
     assert main(["convert", str(work / "latest.pth"), str(small)]) == 0

@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the detections as a COCO results json")
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a training checkpoint")
     p.add_argument(
+        "--format-only",
+        action="store_true",
+        help="only write --out, no evaluation (COCO test-dev: data.test = image_info_test-dev2017.json)",
+    )
+    p.add_argument(
         "--split",
         choices=["test", "val"],
         default="test",
@@ -264,6 +269,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from locdistill.data import build_dataset, build_test_loader
     from locdistill.engine.distributed import cleanup_distributed, init_distributed, is_main_process
     from locdistill.engine.evaluate import (
+        coco_results,
         detection_records,
         gather_detections,
         predict_loader,
@@ -274,6 +280,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     metric = args.metric or cfg.metric
+    if args.format_only and args.out is None:
+        raise ValueError("--format-only needs --out FILE (the detections are all it produces)")
     rank, _, world_size = init_distributed()
     try:
         setup_logger(None, rank)
@@ -288,8 +296,11 @@ def cmd_test(args: argparse.Namespace) -> int:
         amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
         detections = gather_detections(predict_loader(model, loader, device, amp, amp_dtype))
         if is_main_process():
-            _, table, results = score_detections(dataset, detections, metric)
-            print(table)
+            if args.format_only:  # e.g. COCO test-dev: no ground truth here, only the results file
+                results = coco_results(dataset, detections) if metric == "coco" else []
+            else:
+                _, table, results = score_detections(dataset, detections, metric)
+                print(table)
             if args.out is not None:
                 if metric != "coco":
                     results = detection_records(dataset, detections)

@@ -4,6 +4,7 @@ the main process, score them with the COCO or VOC evaluator and share the metric
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import torch
@@ -30,9 +31,8 @@ def predict_loader(
     model.eval()
     out: dict[int, Detections] = {}
     try:
-        for batch in tqdm(
-            loader, desc="eval", disable=not (progress and is_main_process()), dynamic_ncols=True
-        ):
+        show = progress and is_main_process() and sys.stderr.isatty()
+        for batch in tqdm(loader, desc="eval", disable=not show, dynamic_ncols=True):
             assert isinstance(batch, Batch)
             images = batch.images.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp and device.type == "cuda"):
@@ -87,6 +87,19 @@ def score_detections(
         result = voc.evaluate()
         return {k: float(v) for k, v in result.items()}, format_voc_table(result), []
     raise ValueError(f"unknown metric {metric!r} (expected 'coco' or 'voc')")
+
+
+def coco_results(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:
+    """The COCO results list (category ids of the dataset) without scoring: what the test-dev server takes."""
+    from locdistill.evaluation import CocoEvaluator
+
+    if not hasattr(dataset, "image_ids") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
+    for image_id in dataset.image_ids:
+        if int(image_id) in detections:
+            coco.add(int(image_id), detections[int(image_id)])
+    return coco.results()
 
 
 def detection_records(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:

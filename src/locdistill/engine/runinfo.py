@@ -32,21 +32,19 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def git_revision() -> tuple[str, bool]:
-    """``(commit, dirty)`` of the git checkout holding the locdistill sources, or ``("unknown", False)``."""
+    """``(commit, dirty)`` of the git checkout holding the locdistill sources, or ``("unknown", False)``
+    (an installed copy; a package that merely lies inside some other repository does not count)."""
     src = Path(__file__).resolve().parents[1]
+
+    def git(*args: str, check: bool = True) -> str:
+        return subprocess.run(["git", *args], cwd=src, capture_output=True, text=True, timeout=10,
+                              check=check).stdout.strip()
+
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
-            cwd=src,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        return rev or "unknown", bool(status)
+        git("ls-files", "--error-unmatch", "cli.py")  # our sources are tracked in this checkout
+        rev = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", check=False))
+        return rev or "unknown", dirty
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
 
