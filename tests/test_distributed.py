@@ -75,9 +75,10 @@ def test_two_process_training_evaluation_and_test_agree_across_ranks(
     cfg, work = tiny_yaml(tmp_path), tmp_path / "work"
     # 12 images, 2 ranks x 2 images: 3 iterations per epoch; one epoch, then a sharded evaluation
     overrides = [*tiny_overrides(tmp_path / "data"), "model.test.score_thr=0.0"]
-    run_torchrun(["train", str(cfg), "--work-dir", str(work), "--set", *overrides, "train.epochs=1",
+    proc = run_torchrun(["train", str(cfg), "--work-dir", str(work), "--set", *overrides, "train.epochs=1",
                   "train.log_interval=1", "train.optim.warmup_iters=0", "train.eval_interval=1"], tmp_path)
 
+    assert proc.stdout.count("final checkpoint:") == 1  # printed by rank 0 only
     rank0, rank1 = read_jsonl(work / "metrics.jsonl"), read_jsonl(work / "metrics.rank1.jsonl")
     assert [r["global_iter"] for r in rank0 if r["type"] == "train"] == [1, 2, 3]
     for a, b in zip(rank0, rank1, strict=True):

@@ -219,17 +219,16 @@ def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
-    from locdistill.engine.distributed import cleanup_distributed
+    from locdistill.engine.distributed import cleanup_distributed, is_main_process
     from locdistill.engine.train import train
 
     cfg = load_config(args.config, args.set)
     try:
         final = train(cfg, _work_dir(args, cfg), resume=args.resume)
+        main_process = is_main_process()
     finally:
         cleanup_distributed()
-    from locdistill.engine.distributed import is_main_process
-
-    if is_main_process():
+    if main_process:
         print(f"final checkpoint: {final}")
     return 0
 
@@ -241,9 +240,10 @@ def cmd_chain(args: argparse.Namespace) -> int:
     root = args.work_dir or Path("work_dirs") / f"chain_{Path(args.configs[-1]).stem}"
     try:
         finals = run_chain(list(args.configs), root, args.set)
+        main_process = is_main_process()
     finally:
         cleanup_distributed()
-    if is_main_process():
+    if main_process:
         for k, path in enumerate(finals, start=1):
             print(f"stage {k}: {path}")
     return 0
