@@ -259,9 +259,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["voting_cluster_diou_over_naive"] = round(
             row["voting_cluster_diou_ms"] / row["naive_score_voting_ms"], 3
         )
-        row["targets_met"] = (
-            row["voting_cluster_diou_over_nms"] <= 2.0 and row["voting_cluster_diou_over_naive"] < 1.0
-        )
+        # The project's targets (issue): at 5k candidates at most 2x plain NMS; faster than the
+        # straightforward score voting.
+        row["within_2x_nms"] = row["voting_cluster_diou_over_nms"] <= 2.0
+        row["faster_than_naive_voting"] = row["voting_cluster_diou_over_naive"] < 1.0
         results.append(row)
     return write_results(
         args.out,
