@@ -22,7 +22,8 @@ Two post-processing rules for per-image candidates ``boxes [N, 4]`` (xyxy pixels
      with the rows of dropped boxes zeroed) until nothing changes. Box ``j`` only depends on boxes
      ranked before it, so after ``t`` rounds the first ``t`` boxes are final: at most ``N`` rounds,
      and the fixed point is exactly greedy DIoU-NMS (drop ``j`` iff a kept higher-ranked box of its
-     class has ``DIoU > thr``).
+     class has ``DIoU > thr``). (The reference stops after at most 999 rounds; only a suppression
+     chain longer than that could tell the two apart.)
   5. Score voting: each kept box ``i`` becomes the weighted mean of itself and the *lower-ranked*
      boxes ``j > i`` of its class with ``DIoU(i, j) > 0.7`` (``triu(M)`` incl. the diagonal, rows of
      dropped boxes zeroed), weight ``w_ij = exp(-(1 - DIoU(i, j))^2 / 0.025) * score_j``::
