@@ -31,7 +31,12 @@ def random_batch(batch: int, size: int, boxes: int, num_classes: int, seed: int 
     for i in range(batch):
         xy = torch.rand(boxes, 2, generator=g) * size * 0.7
         wh = 16 + torch.rand(boxes, 2, generator=g) * size * 0.3
-        targets.append(Targets(torch.cat([xy, (xy + wh).clamp(max=size)], 1), torch.randint(0, num_classes, (boxes,), generator=g)))
+        targets.append(
+            Targets(
+                torch.cat([xy, (xy + wh).clamp(max=size)], 1),
+                torch.randint(0, num_classes, (boxes,), generator=g),
+            )
+        )
         metas.append(ImageMeta(i, f"random{i}", (size, size), (size, size), (size, size)))
     return Batch(torch.randn(batch, 3, size, size, generator=g), targets, metas)
 
@@ -53,7 +58,9 @@ def time_steps(step, iters: int, warmup: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--size", type=int, default=512)
@@ -68,7 +75,9 @@ def main() -> None:
     teacher = build_gfl(model_cfg(101)).eval()
     batch = random_batch(args.batch, args.size, 5, 80)
     distill_cfg = DistillConfig(
-        main_ld=LDTermConfig(True, 0.25, 10.0), vlr_ld=VLRConfig(True, 0.25, 10.0), main_kd=LDTermConfig(True, 10.0, 2.0)
+        main_ld=LDTermConfig(True, 0.25, 10.0),
+        vlr_ld=VLRConfig(True, 0.25, 10.0),
+        main_kd=LDTermConfig(True, 10.0, 2.0),
     )
     distiller = Distiller(student, teacher, distill_cfg, images_per_gpu=args.batch).train()
     opt = torch.optim.SGD([p for p in distiller.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
@@ -96,10 +105,16 @@ def main() -> None:
         ld += time_steps(ld_step, args.iters, args.warmup)
         tf += time_steps(teacher_forward, args.iters, args.warmup)
     for name, values in (("plain_step", plain), ("ld_step", ld), ("teacher_forward", tf)):
-        results[name] = {"median_s": statistics.median(values), "mean_s": statistics.fmean(values), "n": len(values)}
+        results[name] = {
+            "median_s": statistics.median(values),
+            "mean_s": statistics.fmean(values),
+            "n": len(values),
+        }
     results["ld_over_plain"] = results["ld_step"]["median_s"] / results["plain_step"]["median_s"]
     results["ld_overhead_beyond_teacher_s"] = (
-        results["ld_step"]["median_s"] - results["plain_step"]["median_s"] - results["teacher_forward"]["median_s"]
+        results["ld_step"]["median_s"]
+        - results["plain_step"]["median_s"]
+        - results["teacher_forward"]["median_s"]
     )
     results["setup"] = {
         "student": "GFL R18, FPN/head 256, 4 stacked convs, random init",

@@ -39,11 +39,15 @@ class TinyBackbone(nn.Module):
         return [c3, c4, self.c5(c4)]
 
 
-def tiny_gfl(seed: int = 0, num_classes: int = 3, reg_max: int = 16, strides=(8, 16, 32, 64, 128), **bb) -> GFL:
+def tiny_gfl(
+    seed: int = 0, num_classes: int = 3, reg_max: int = 16, strides=(8, 16, 32, 64, 128), **bb
+) -> GFL:
     torch.manual_seed(seed)
     backbone = TinyBackbone(**bb)
     neck = FPN(backbone.out_channels, 32, len(strides))
-    head = GFLHead(num_classes, 32, 32, stacked_convs=1, num_levels=len(strides), reg_max=reg_max, norm_groups=8)
+    head = GFLHead(
+        num_classes, 32, 32, stacked_convs=1, num_levels=len(strides), reg_max=reg_max, norm_groups=8
+    )
     return GFL(backbone, neck, head, list(strides))
 
 
@@ -53,7 +57,9 @@ def make_batch(num_images: int = 2, with_gt: bool = True, seed: int = 0) -> Batc
     targets, metas = [], []
     for i in range(num_images):
         if with_gt:
-            boxes = torch.tensor([[10.0, 12.0, 60.0, 70.0], [50.0, 40.0, 120.0, 100.0], [5.0, 80.0, 30.0, 110.0]])
+            boxes = torch.tensor(
+                [[10.0, 12.0, 60.0, 70.0], [50.0, 40.0, 120.0, 100.0], [5.0, 80.0, 30.0, 110.0]]
+            )
             targets.append(Targets(boxes + i, torch.tensor([0, 1, 2])))
         else:
             targets.append(Targets())

@@ -49,8 +49,15 @@ def torchrun() -> list[str] | None:
 
 
 def run_torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [*torchrun(), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",  # type: ignore[misc]
-           "-m", "locdistill", *args]
+    cmd = [
+        *torchrun(),
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",  # type: ignore[misc]
+        "-m",
+        "locdistill",
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
@@ -75,8 +82,21 @@ def test_two_process_training_evaluation_and_test_agree_across_ranks(
     cfg, work = tiny_yaml(tmp_path), tmp_path / "work"
     # 12 images, 2 ranks x 2 images: 3 iterations per epoch; one epoch, then a sharded evaluation
     overrides = [*tiny_overrides(tmp_path / "data"), "model.test.score_thr=0.0"]
-    proc = run_torchrun(["train", str(cfg), "--work-dir", str(work), "--set", *overrides, "train.epochs=1",
-                  "train.log_interval=1", "train.optim.warmup_iters=0", "train.eval_interval=1"], tmp_path)
+    proc = run_torchrun(
+        [
+            "train",
+            str(cfg),
+            "--work-dir",
+            str(work),
+            "--set",
+            *overrides,
+            "train.epochs=1",
+            "train.log_interval=1",
+            "train.optim.warmup_iters=0",
+            "train.eval_interval=1",
+        ],
+        tmp_path,
+    )
 
     assert proc.stdout.count("final checkpoint:") == 1  # printed by rank 0 only
     rank0, rank1 = read_jsonl(work / "metrics.jsonl"), read_jsonl(work / "metrics.rank1.jsonl")
@@ -98,13 +118,39 @@ def test_two_process_training_evaluation_and_test_agree_across_ranks(
 
     # the sharded `test` gives what one process gives
     dets2 = tmp_path / "dets2.json"
-    proc = run_torchrun(["test", str(cfg), str(work / "latest.pth"), "--split", "val", "--out", str(dets2),
-                         "--set", *overrides], tmp_path)
+    proc = run_torchrun(
+        [
+            "test",
+            str(cfg),
+            str(work / "latest.pth"),
+            "--split",
+            "val",
+            "--out",
+            str(dets2),
+            "--set",
+            *overrides,
+        ],
+        tmp_path,
+    )
     from locdistill.cli import main
 
     dets1 = tmp_path / "dets1.json"
-    assert main(["test", str(cfg), str(work / "latest.pth"), "--split", "val", "--out", str(dets1),
-                 "--set", *overrides]) == 0
+    assert (
+        main(
+            [
+                "test",
+                str(cfg),
+                str(work / "latest.pth"),
+                "--split",
+                "val",
+                "--out",
+                str(dets1),
+                "--set",
+                *overrides,
+            ]
+        )
+        == 0
+    )
     single = capsys.readouterr().out
     table = single.split("detections written")[0]
     assert table.strip() and table in proc.stdout
@@ -134,9 +180,21 @@ def test_two_process_distillation_keeps_the_teacher_out_of_ddp(tmp_path: Path) -
     teacher_ckpt = train(teacher_cfg, tmp_path / "teacher")
     dump_config(teacher_cfg, tmp_path / "teacher.yaml")
     work = tmp_path / "ld"
-    run_torchrun(["train", str(cfg), "--work-dir", str(work), "--set", *overrides, "train.max_iters=2",
-                  "train.log_interval=1", f"distill.teacher_config={tmp_path / 'teacher.yaml'}",
-                  f"distill.teacher_checkpoint={teacher_ckpt}"], tmp_path)
+    run_torchrun(
+        [
+            "train",
+            str(cfg),
+            "--work-dir",
+            str(work),
+            "--set",
+            *overrides,
+            "train.max_iters=2",
+            "train.log_interval=1",
+            f"distill.teacher_config={tmp_path / 'teacher.yaml'}",
+            f"distill.teacher_checkpoint={teacher_ckpt}",
+        ],
+        tmp_path,
+    )
     rank0, rank1 = read_jsonl(work / "metrics.jsonl"), read_jsonl(work / "metrics.rank1.jsonl")
     assert [r["global_iter"] for r in rank0] == [1, 2]
     for a, b in zip(rank0, rank1, strict=True):

@@ -42,7 +42,11 @@ def test_lr_rule_of_the_seed() -> None:
 
 def test_warmup_and_step_factors_follow_mmdetection() -> None:
     kw: dict[str, Any] = {
-        "iters_per_epoch": 100, "steps": [8, 11], "gamma": 0.1, "warmup_iters": 500, "warmup_ratio": 0.001
+        "iters_per_epoch": 100,
+        "steps": [8, 11],
+        "gamma": 0.1,
+        "warmup_iters": 500,
+        "warmup_ratio": 0.001,
     }
     assert lr_factor(0, **kw) == pytest.approx(0.001)
     assert lr_factor(250, **kw) == pytest.approx(1 - 0.5 * 0.999)

@@ -28,7 +28,9 @@ def test_no_ground_truth_box_losses_are_exactly_zero() -> None:
 def test_invalid_boxes_are_named() -> None:
     model = tiny_gfl(0)
     batch = make_batch(1)
-    batch.targets[0] = Targets(torch.tensor([[10.0, 10.0, 50.0, 50.0], [30.0, 40.0, 30.0, 80.0]]), torch.tensor([0, 1]))
+    batch.targets[0] = Targets(
+        torch.tensor([[10.0, 10.0, 50.0, 50.0], [30.0, 40.0, 30.0, 80.0]]), torch.tensor([0, 1])
+    )
     with pytest.raises(ValueError, match=r"invalid box #1 in image 'img0'.*\[30.0, 40.0, 30.0, 80.0\]"):
         model.loss(model(batch.images), batch.targets, batch.metas)
     batch.targets[0] = Targets(torch.tensor([[10.0, 10.0, float("nan"), 50.0]]), torch.tensor([0]))
@@ -46,7 +48,9 @@ def _mean_positive_iou(model, batch) -> float:
     with torch.no_grad():
         out = model(batch.images)
         t = model.get_targets(out, batch.targets, batch.metas)
-        pos = positive_samples(flatten_levels(out.cls_scores), flatten_levels(out.bbox_preds), t, model.integral)
+        pos = positive_samples(
+            flatten_levels(out.cls_scores), flatten_levels(out.bbox_preds), t, model.integral
+        )
         return float(bbox_overlaps(pos.pred_boxes, pos.target_boxes, is_aligned=True).mean())
 
 
@@ -90,7 +94,9 @@ def test_anchor_layout() -> None:
 
 def test_dgqp_joint_logit_is_product_of_probabilities() -> None:
     c, q = torch.randn(1000) * 6, torch.randn(1000) * 6
-    torch.testing.assert_close(torch.sigmoid(joint_logit(c, q)), torch.sigmoid(c) * torch.sigmoid(q), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.sigmoid(joint_logit(c, q)), torch.sigmoid(c) * torch.sigmoid(q), rtol=1e-4, atol=1e-6
+    )
     assert torch.isfinite(joint_logit(torch.tensor([40.0, -40.0]), torch.tensor([40.0, -40.0]))).all()
 
 

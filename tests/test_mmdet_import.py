@@ -50,8 +50,14 @@ class HistoryBuffer:  # stands in for mmengine's objects stored in message_hub
 
 def _mmdet_file(tmp_path: Path, model: torch.nn.Module, extra_meta: dict | None = None) -> Path:
     ckpt = {
-        "meta": {"epoch": 12, "iter": 88000, "mmdet_version": "3.3.0", "hist": HistoryBuffer(),
-                 "seed": np.int64(7), **(extra_meta or {})},
+        "meta": {
+            "epoch": 12,
+            "iter": 88000,
+            "mmdet_version": "3.3.0",
+            "hist": HistoryBuffer(),
+            "seed": np.int64(7),
+            **(extra_meta or {}),
+        },
         "state_dict": to_mmdet_keys(model.state_dict()),
         "message_hub": {"log_scalars": {"loss": HistoryBuffer()}},
     }
@@ -98,7 +104,10 @@ def test_ld_checkpoint_teacher_keys_are_reported(tmp_path: Path) -> None:
 
 
 def test_other_architecture_is_refused_cleanly(tmp_path: Path) -> None:
-    sd = {"backbone.conv1.weight": torch.zeros(4, 3, 7, 7), "bbox_head.rpn_cls.weight": torch.zeros(3, 4, 1, 1)}
+    sd = {
+        "backbone.conv1.weight": torch.zeros(4, 3, 7, 7),
+        "bbox_head.rpn_cls.weight": torch.zeros(3, 4, 1, 1),
+    }
     path = tmp_path / "rpn.pth"
     torch.save({"state_dict": sd, "meta": {"x": HistoryBuffer()}}, path)
     with pytest.raises(ValueError, match="not a GFL/LD detector checkpoint.*rpn_cls"):

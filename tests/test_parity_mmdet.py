@@ -15,11 +15,11 @@ from locdistill.losses import distribution_focal_loss, giou_loss, kd_kl_div, qua
 from locdistill.models.assigner import atss_assign
 from locdistill.models.box_ops import bbox2distance, bbox_overlaps, distance2bbox
 from locdistill.models.gfl_head import GFLHead, HeadOutputs
+from locdistill.models.gfl_loss import gfl_loss
 from locdistill.models.integral import Integral
 from locdistill.models.postprocess import PostProcessConfig, postprocess
 from locdistill.models.priors import multi_level_anchors, valid_flags
 from locdistill.models.targets import build_targets
-from locdistill.models.gfl_loss import gfl_loss
 from locdistill.structures import ImageMeta, Targets
 
 REFS = Path(__file__).resolve().parents[1].parent / "shared" / "refs" / "mmdet"
@@ -68,7 +68,9 @@ def test_dfl(losses_ref: dict) -> None:
     close(none, r["loss_none_lw1"])
     close(none.mean(), r["loss_mean_lw1"])
     p = r["pred"].clone().requires_grad_(True)
-    loss = r["loss_weight"] * weight_reduce(distribution_focal_loss(p, r["target"]), r["weight"], avg_factor=r["avg_factor"])
+    loss = r["loss_weight"] * weight_reduce(
+        distribution_focal_loss(p, r["target"]), r["weight"], avg_factor=r["avg_factor"]
+    )
     close(loss, r["loss_weighted_avg_factor_lw0p25"])
     loss.backward()
     close(p.grad, r["grad_pred_weighted_avg_factor_lw0p25"])
@@ -90,7 +92,9 @@ def test_giou(losses_ref: dict) -> None:
     loss.backward()
     close(p.grad, r["grad_pred_weighted_avg_factor_lw2"])
     close(lw * weight_reduce(none, weight, avg_factor=7.0), r["loss_weighted_avg_factor7_lw2"])
-    close(lw * weight_reduce(none, r["all_zero_weight"], avg_factor=r["avg_factor"]), r["loss_all_zero_weight"])
+    close(
+        lw * weight_reduce(none, r["all_zero_weight"], avg_factor=r["avg_factor"]), r["loss_all_zero_weight"]
+    )
 
 
 @pytest.mark.parametrize("lw,suffix", [(0.25, "lw0p25"), (1.0, "lw1p0")])
@@ -133,8 +137,13 @@ def test_anchors_match(atss_ref: dict) -> None:
 def test_atss(atss_ref: dict, case: str) -> None:
     c = atss_ref["cases"][case]
     res = atss_assign(
-        atss_ref["anchors"], atss_ref["num_level_anchors"], c["gt_bboxes"], c["gt_labels"], atss_ref["topk"],
-        c["ignore_bboxes"], c["ignore_iof_thr"],
+        atss_ref["anchors"],
+        atss_ref["num_level_anchors"],
+        c["gt_bboxes"],
+        c["gt_labels"],
+        atss_ref["topk"],
+        c["ignore_bboxes"],
+        c["ignore_iof_thr"],
     )
     assert torch.equal(res.gt_inds, c["assigned_gt_inds"].long())
     assert torch.equal(res.labels, c["assigned_labels"].long())
@@ -152,8 +161,12 @@ def head_ref() -> dict:
 
 def _head(ref: dict) -> GFLHead:
     head = GFLHead(
-        num_classes=ref["num_classes"], in_channels=ref["in_channels"], feat_channels=ref["feat_channels"],
-        stacked_convs=ref["stacked_convs"], num_levels=len(ref["strides"]), reg_max=ref["reg_max"],
+        num_classes=ref["num_classes"],
+        in_channels=ref["in_channels"],
+        feat_channels=ref["feat_channels"],
+        stacked_convs=ref["stacked_convs"],
+        num_levels=len(ref["strides"]),
+        reg_max=ref["reg_max"],
         norm_groups=ref["norm_cfg"]["num_groups"],
     )
     from locdistill.models.mmdet_keys import convert_head_state_dict
@@ -164,7 +177,14 @@ def _head(ref: dict) -> GFLHead:
 
 def _metas(ref: dict) -> list[ImageMeta]:
     return [
-        ImageMeta(i, f"img{i}", tuple(m["ori_shape"]), tuple(m["img_shape"]), tuple(m["pad_shape"]), tuple(m["scale_factor"]))
+        ImageMeta(
+            i,
+            f"img{i}",
+            tuple(m["ori_shape"]),
+            tuple(m["img_shape"]),
+            tuple(m["pad_shape"]),
+            tuple(m["scale_factor"]),
+        )
         for i, m in enumerate(ref["img_metas"])
     ]
 
@@ -225,7 +245,8 @@ def test_head_targets_and_losses(head_ref: dict, case: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant,rescale,nms", [("rescale_false", False, "nms"), ("rescale_true", True, "nms"), ("no_nms_rescale_false", False, None)]
+    "variant,rescale,nms",
+    [("rescale_false", False, "nms"), ("rescale_true", True, "nms"), ("no_nms_rescale_false", False, None)],
 )
 def test_head_predictions(head_ref: dict, variant: str, rescale: bool, nms: str | None) -> None:
     metas = _metas(head_ref)
@@ -233,7 +254,9 @@ def test_head_predictions(head_ref: dict, variant: str, rescale: bool, nms: str 
     anchors = multi_level_anchors(sizes, head_ref["strides"])
     cfg = PostProcessConfig(nms_type=nms)
     outputs = HeadOutputs(head_ref["cls_scores"], head_ref["bbox_preds"])
-    dets = postprocess(outputs, anchors, head_ref["strides"], metas, Integral(head_ref["reg_max"]), cfg, rescale)
+    dets = postprocess(
+        outputs, anchors, head_ref["strides"], metas, Integral(head_ref["reg_max"]), cfg, rescale
+    )
     for ours, theirs in zip(dets, head_ref["predictions"][variant]):
         assert len(ours) == theirs["scores"].shape[0]
         # x1 = cx - l cancels: one box corner differs from mmdetection by one float32 ulp of the anchor

@@ -22,8 +22,13 @@ from locdistill.engine.train import train  # noqa: E402
 
 # 8 images / 2 per batch = 4 iterations per epoch, 2 epochs (lr step after the first); EMA on so that
 # its state is covered too.
-EXTRA = ["data.train.num_images=8", "train.epochs=2", "train.optim.steps=[1]", "train.ema=true",
-         "train.keep_last=2"]
+EXTRA = [
+    "data.train.num_images=8",
+    "train.epochs=2",
+    "train.optim.steps=[1]",
+    "train.ema=true",
+    "train.keep_last=2",
+]
 
 
 def assert_same_weights(a: Path, b: Path) -> None:

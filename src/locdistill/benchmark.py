@@ -45,7 +45,9 @@ def measure_inference(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     net, post, total = [], [], []
-    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=amp)
+    autocast = torch.autocast(
+        device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=amp
+    )
     with torch.inference_mode(), autocast:
         for i in range(warmup + num_iters):
             x, meta = images[i % len(images)]
@@ -105,7 +107,9 @@ def _cpu_model() -> str:
     return "unknown"
 
 
-def random_inputs(model: GFL, size: tuple[int, int], count: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, ImageMeta]]:
+def random_inputs(
+    model: GFL, size: tuple[int, int], count: int = 4, seed: int = 0
+) -> list[tuple[torch.Tensor, ImageMeta]]:
     """``count`` random normalised images of ``size`` (h, w) with their metas."""
     g = torch.Generator().manual_seed(seed)
     h, w = size
@@ -142,13 +146,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
     inputs = random_inputs(model, size)
     result = measure_inference(model, inputs, args.num_images, args.warmup, args.amp, args.channels_last)
     result.update(
-        config=cfg.source, checkpoint=getattr(args, "checkpoint", None), input_size=list(size),
-        fused_conv_bn=fused, amp=args.amp, channels_last=args.channels_last, device=str(device),
+        config=cfg.source,
+        checkpoint=getattr(args, "checkpoint", None),
+        input_size=list(size),
+        fused_conv_bn=fused,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        device=str(device),
         environment=environment(),
     )
     print(
         f"{Path(cfg.source).name}: {result['fps']:.2f} FPS at batch 1, {size[0]}x{size[1]} on {device} "
-        f"(end-to-end {result['end_to_end']['mean_ms']:.1f} ms = network {result['network']['mean_ms']:.1f} ms "
+        f"(end-to-end {result['end_to_end']['mean_ms']:.1f} ms = "
+        f"network {result['network']['mean_ms']:.1f} ms "
         f"+ post-processing {result['postprocess']['mean_ms']:.1f} ms; {args.num_images} images after "
         f"{args.warmup} warm-up)"
     )

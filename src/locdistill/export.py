@@ -49,7 +49,8 @@ class ExportableGFL(nn.Module):
         all_anchors = torch.cat(anchors)
         self.register_buffer("centers", box_centers(all_anchors))
         self.register_buffer(
-            "strides", torch.cat([torch.full((n,), float(s)) for n, s in zip(self.level_sizes, model.strides)])
+            "strides",
+            torch.cat([torch.full((n,), float(s)) for n, s in zip(self.level_sizes, model.strides)]),
         )
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
@@ -85,7 +86,9 @@ class ExportableGFL(nn.Module):
         return b[keep], s[keep], lab[keep]
 
 
-def export_onnx(model: GFL, out: str | Path, img_size: tuple[int, int], with_nms: bool = False, opset: int = 17) -> Path:
+def export_onnx(
+    model: GFL, out: str | Path, img_size: tuple[int, int], with_nms: bool = False, opset: int = 17
+) -> Path:
     """Write ``model`` as ONNX to ``out``; returns the path."""
     h, w = img_size
     if h % 32 or w % 32:
@@ -96,8 +99,13 @@ def export_onnx(model: GFL, out: str | Path, img_size: tuple[int, int], with_nms
     names = ["boxes", "scores", "labels"] if with_nms else ["boxes", "scores"]
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (torch.zeros(1, 3, h, w),), str(out), input_names=["images"], output_names=names,
-            opset_version=opset, dynamo=False,
+            wrapper,
+            (torch.zeros(1, 3, h, w),),
+            str(out),
+            input_names=["images"],
+            output_names=names,
+            opset_version=opset,
+            dynamo=False,
         )
     return out
 
@@ -120,5 +128,8 @@ def run_export(args: argparse.Namespace) -> int:
         long_side, short_side = cfg.data.img_scale
         size = (-(-short_side // 32) * 32, -(-long_side // 32) * 32)
     path = export_onnx(model, args.out, size, args.with_nms)
-    print(f"exported {cfg.source} with {args.checkpoint} to {path} (input 1x3x{size[0]}x{size[1]}, nms={args.with_nms})")
+    print(
+        f"exported {cfg.source} with {args.checkpoint} to {path} "
+        f"(input 1x3x{size[0]}x{size[1]}, nms={args.with_nms})"
+    )
     return 0

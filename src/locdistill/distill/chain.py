@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 def plan_chain(config_paths: list[str], overrides: list[str] | None = None) -> list[Config]:
     """Load and check every stage config; they must all have a ``distill`` section."""
     if len(config_paths) < 2:
-        raise ValueError("a teacher-assistant chain needs at least two stage configs (assistant, then student)")
+        raise ValueError(
+            "a teacher-assistant chain needs at least two stage configs (assistant, then student)"
+        )
     stages = [load_config(p, overrides or []) for p in config_paths]
     for path, cfg in zip(config_paths, stages):
         if cfg.distill is None:
@@ -27,7 +29,9 @@ def plan_chain(config_paths: list[str], overrides: list[str] | None = None) -> l
     return stages
 
 
-def run_chain(config_paths: list[str], work_root: str | Path, overrides: list[str] | None = None) -> list[Path]:
+def run_chain(
+    config_paths: list[str], work_root: str | Path, overrides: list[str] | None = None
+) -> list[Path]:
     """Train the stages in order; returns the final checkpoint of each stage."""
     from locdistill.engine.train import train
 
@@ -41,7 +45,13 @@ def run_chain(config_paths: list[str], work_root: str | Path, overrides: list[st
             assert cfg.distill is not None
             cfg.distill.teacher_config = str(previous[0])
             cfg.distill.teacher_checkpoint = str(previous[1])
-        log.info("chain stage %d/%d: %s, teacher %s", k, len(stages), path, cfg.distill.teacher_checkpoint if cfg.distill else "")
+        log.info(
+            "chain stage %d/%d: %s, teacher %s",
+            k,
+            len(stages),
+            path,
+            cfg.distill.teacher_checkpoint if cfg.distill else "",
+        )
         final = train(cfg, work_dir)
         stage_cfg = work_dir / "stage_config.yaml"
         # The next stage builds this student from its resolved config (a teacher needs no teacher).

@@ -36,12 +36,15 @@ def check_fit(student: GFL, teacher: GFL, need_classes: bool) -> None:
         problems.append(f"strides: student {student.strides} vs teacher {teacher.strides}")
     if student.octave_base_scale != teacher.octave_base_scale:
         problems.append(
-            f"anchor scale (octave_base_scale): student {student.octave_base_scale} vs teacher {teacher.octave_base_scale}"
+            f"anchor scale (octave_base_scale): student {student.octave_base_scale} "
+            f"vs teacher {teacher.octave_base_scale}"
         )
     if student.reg_max != teacher.reg_max:
         problems.append(f"reg_max: student {student.reg_max} vs teacher {teacher.reg_max}")
     if len(student.head.scales) != len(teacher.head.scales):
-        problems.append(f"FPN levels: student {len(student.head.scales)} vs teacher {len(teacher.head.scales)}")
+        problems.append(
+            f"FPN levels: student {len(student.head.scales)} vs teacher {len(teacher.head.scales)}"
+        )
     if need_classes and student.num_classes != teacher.num_classes:
         problems.append(
             f"num_classes (needed by main_kd): student {student.num_classes} vs teacher {teacher.num_classes}"
@@ -73,14 +76,14 @@ class Distiller(nn.Module):
         self.teacher.eval()
         self._register_state_dict_hook(_drop_teacher_keys)
         # Tell DDP to leave the teacher alone (no gradient sync, no buffer broadcast).
-        self._ddp_params_and_buffers_to_ignore = [f"teacher.{n}" for n, _ in self.teacher.named_parameters()] + [
-            f"teacher.{n}" for n, _ in self.teacher.named_buffers()
-        ]
+        self._ddp_params_and_buffers_to_ignore = [
+            f"teacher.{n}" for n, _ in self.teacher.named_parameters()
+        ] + [f"teacher.{n}" for n, _ in self.teacher.named_buffers()]
         self._renorm = student.mean != teacher.mean or student.std != teacher.std
         if cfg.normalize == "official" and images_per_gpu > 3 and (cfg.main_ld.enabled or cfg.vlr_ld.enabled):
             warnings.warn(
-                f"distill.normalize=official with {images_per_gpu} images per GPU: the reference LD loss grows "
-                "with the number of images per GPU (its authors advise at most 3); consider "
+                f"distill.normalize=official with {images_per_gpu} images per GPU: the reference LD loss "
+                "grows with the number of images per GPU (its authors advise at most 3); consider "
                 "distill.normalize=invariant",
                 stacklevel=2,
             )
@@ -105,7 +108,9 @@ class Distiller(nn.Module):
         with torch.inference_mode():
             out = self.teacher(self.teacher_inputs(images))
         # Inference tensors cannot be saved for backward; a clone outside inference mode can.
-        return HeadOutputs([c.clone().float() for c in out.cls_scores], [r.clone().float() for r in out.bbox_preds])
+        return HeadOutputs(
+            [c.clone().float() for c in out.cls_scores], [r.clone().float() for r in out.bbox_preds]
+        )
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``)."""
@@ -118,7 +123,9 @@ class Distiller(nn.Module):
         losses.update(self.distill_losses(s_out, t_out, gfl_targets, batch))
         return losses
 
-    def distill_losses(self, s_out: HeadOutputs, t_out: HeadOutputs, gfl_targets: Any, batch: Batch) -> dict[str, Tensor]:
+    def distill_losses(
+        self, s_out: HeadOutputs, t_out: HeadOutputs, gfl_targets: Any, batch: Batch
+    ) -> dict[str, Tensor]:
         """The LD terms alone (see :mod:`locdistill.distill.ld_loss`)."""
         cfg = self.cfg
         reg_max = self.student.reg_max
@@ -130,29 +137,40 @@ class Distiller(nn.Module):
         zero = s_reg.sum() * 0
         if cfg.main_ld.enabled:
             t_pos = t_reg[pos.batch_index, pos.anchor_index].reshape(-1, 4, reg_max + 1)
-            out["loss_ld"] = scale * main_ld_loss(
-                pos.pred_logits, t_pos, pos.weights, cfg.main_ld.temperature, cfg.main_ld.weight
-            ) + zero
+            out["loss_ld"] = (
+                scale
+                * main_ld_loss(
+                    pos.pred_logits, t_pos, pos.weights, cfg.main_ld.temperature, cfg.main_ld.weight
+                )
+                + zero
+            )
         if cfg.vlr_ld.enabled:
             region = vlr_region(gfl_targets, batch.targets, cfg.vlr_ld.alpha_low, cfg.vlr_ld.diou)
             b_idx, a_idx = region.nonzero(as_tuple=True)
-            out["loss_ld_vlr"] = scale * vlr_ld_loss(
-                s_reg[b_idx, a_idx].reshape(-1, 4, reg_max + 1),
-                t_reg[b_idx, a_idx].reshape(-1, 4, reg_max + 1),
-                region[b_idx, a_idx],
-                cfg.vlr_ld.temperature,
-                cfg.vlr_ld.weight,
-                cfg.vlr_ld.divisor,
-            ) + zero
+            out["loss_ld_vlr"] = (
+                scale
+                * vlr_ld_loss(
+                    s_reg[b_idx, a_idx].reshape(-1, 4, reg_max + 1),
+                    t_reg[b_idx, a_idx].reshape(-1, 4, reg_max + 1),
+                    region[b_idx, a_idx],
+                    cfg.vlr_ld.temperature,
+                    cfg.vlr_ld.weight,
+                    cfg.vlr_ld.divisor,
+                )
+                + zero
+            )
         if cfg.main_kd.enabled:
-            out["loss_kd"] = main_kd_loss(
-                s_cls[pos.batch_index, pos.anchor_index],
-                t_cls[pos.batch_index, pos.anchor_index],
-                pos.level,
-                len(s_out.cls_scores),
-                cfg.main_kd.temperature,
-                cfg.main_kd.weight,
-            ) + s_cls.sum() * 0
+            out["loss_kd"] = (
+                main_kd_loss(
+                    s_cls[pos.batch_index, pos.anchor_index],
+                    t_cls[pos.batch_index, pos.anchor_index],
+                    pos.level,
+                    len(s_out.cls_scores),
+                    cfg.main_kd.temperature,
+                    cfg.main_kd.weight,
+                )
+                + s_cls.sum() * 0
+            )
         return out
 
 

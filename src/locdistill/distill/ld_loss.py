@@ -23,7 +23,11 @@ from locdistill.losses.reduce import EPS32
 
 
 def main_ld_loss(
-    student_logits: Tensor, teacher_logits: Tensor, weights: Tensor, temperature: float = 10.0, loss_weight: float = 0.25
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    weights: Tensor,
+    temperature: float = 10.0,
+    loss_weight: float = 0.25,
 ) -> Tensor:
     """Main LD.
 

@@ -37,8 +37,9 @@ def git_revision() -> tuple[str, bool]:
     src = Path(__file__).resolve().parents[1]
 
     def git(*args: str, check: bool = True) -> str:
-        return subprocess.run(["git", *args], cwd=src, capture_output=True, text=True, timeout=10,
-                              check=check).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=src, capture_output=True, text=True, timeout=10, check=check
+        ).stdout.strip()
 
     try:
         git("ls-files", "--error-unmatch", "cli.py")  # our sources are tracked in this checkout

@@ -220,8 +220,15 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     if rank == 0:
         for stale in work_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
             stale.unlink(missing_ok=True)
-    log.info("locdistill %s (git %s), torch %s, %s, world size %d, work dir %s", env["locdistill_version"],
-             env["git_rev"][:12], env["torch"], env["device"], world_size, work_dir)
+    log.info(
+        "locdistill %s (git %s), torch %s, %s, world size %d, work dir %s",
+        env["locdistill_version"],
+        env["git_rev"][:12],
+        env["torch"],
+        env["device"],
+        world_size,
+        work_dir,
+    )
 
     model, module = build_module(cfg, world_size, device)
     module.to(device)
@@ -235,8 +242,14 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
 
     total_batch = cfg.data.images_per_gpu * world_size
     lr = scaled_lr(tc.optim.lr, total_batch, tc.optim.scale_lr)
-    log.info("lr scaled to %g for total batch %d (%d GPU(s) x %d images; config lr %g is for batch 16)",
-             lr, total_batch, world_size, cfg.data.images_per_gpu, tc.optim.lr)
+    log.info(
+        "lr scaled to %g for total batch %d (%d GPU(s) x %d images; config lr %g is for batch 16)",
+        lr,
+        total_batch,
+        world_size,
+        cfg.data.images_per_gpu,
+        tc.optim.lr,
+    )
     use_amp, amp_dtype, use_scaler = amp_settings(cfg, device)
     if tc.amp and not use_amp:
         log.info("train.amp is ignored on %s (AMP runs on CUDA only)", device.type)
@@ -256,12 +269,22 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         ckpt = load_checkpoint(path)
         saved_world = (ckpt.get("meta") or {}).get("world_size", world_size)
         if saved_world != world_size:
-            log.warning("resuming a run of %d process(es) with %d: the data order and the RNG streams differ "
-                        "from an uninterrupted run", saved_world, world_size)
+            log.warning(
+                "resuming a run of %d process(es) with %d: the data order and the RNG streams differ "
+                "from an uninterrupted run",
+                saved_world,
+                world_size,
+            )
         rng_state = st.load_state_dict(ckpt, rank)
         del ckpt
-        log.info("resumed from %s: epoch %d, %d of its %d iterations done (%d in total)", path,
-                 st.pos.epoch + 1, st.pos.iter, iters_per_epoch, st.pos.global_iter)
+        log.info(
+            "resumed from %s: epoch %d, %d of its %d iterations done (%d in total)",
+            path,
+            st.pos.epoch + 1,
+            st.pos.iter,
+            iters_per_epoch,
+            st.pos.global_iter,
+        )
     ddp_module = wrap_ddp(module, device) if world_size > 1 else module
 
     meta: dict[str, Any] = {k: env[k] for k in ("locdistill_version", "git_rev", "torch", "world_size")}
@@ -272,10 +295,24 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     if tc.max_iters is not None:
         total = min(total, tc.max_iters)
     # The bar shows on an interactive terminal; the log lines carry the ETA everywhere.
-    bar = tqdm(total=total, initial=min(st.pos.global_iter, total), unit="it", dynamic_ncols=True,
-               disable=rank != 0 or not sys.stderr.isatty())
-    run = Run(cfg, device, use_amp, amp_dtype, world_size, iters_per_epoch, MetricsWriter(work_dir, rank),
-              bar, _Clock(st.pos.global_iter, total))
+    bar = tqdm(
+        total=total,
+        initial=min(st.pos.global_iter, total),
+        unit="it",
+        dynamic_ncols=True,
+        disable=rank != 0 or not sys.stderr.isatty(),
+    )
+    run = Run(
+        cfg,
+        device,
+        use_amp,
+        amp_dtype,
+        world_size,
+        iters_per_epoch,
+        MetricsWriter(work_dir, rank),
+        bar,
+        _Clock(st.pos.global_iter, total),
+    )
     final = work_dir / "latest.pth"
 
     def save(name: str, ckpt: dict[str, Any]) -> Path:
@@ -314,8 +351,16 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
             from locdistill.engine.evaluate import evaluate
 
             eval_model = st.ema.module if st.ema is not None else model
-            results, table, _ = evaluate(eval_model, val_loader, val_set, cfg.metric, device, amp=use_amp,
-                                         amp_dtype=amp_dtype, progress=False)
+            results, table, _ = evaluate(
+                eval_model,
+                val_loader,
+                val_set,
+                cfg.metric,
+                device,
+                amp=use_amp,
+                amp_dtype=amp_dtype,
+                progress=False,
+            )
             log.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
             run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
             value, best = results.get(MAIN_METRIC), st.best["value"]
@@ -385,16 +430,32 @@ def train_one_epoch(
         run.bar.update(1)
         stop = tc.max_iters is not None and st.pos.global_iter >= tc.max_iters
         if st.pos.global_iter % max(tc.log_interval, 1) == 0 or i + 1 == run.iters_per_epoch or stop:
-            record = {"type": "train", "epoch": epoch + 1, "iter": i + 1, "global_iter": st.pos.global_iter,
-                      "lr": lr, **_reduce_meters(meters, steps, run.world_size), "time": iter_time / steps,
-                      "data_time": data_time / steps, **_memory(device),
-                      "eta_s": run.clock.eta(st.pos.global_iter)}
+            record = {
+                "type": "train",
+                "epoch": epoch + 1,
+                "iter": i + 1,
+                "global_iter": st.pos.global_iter,
+                "lr": lr,
+                **_reduce_meters(meters, steps, run.world_size),
+                "time": iter_time / steps,
+                "data_time": data_time / steps,
+                **_memory(device),
+                "eta_s": run.clock.eta(st.pos.global_iter),
+            }
             run.metrics.write(record)
             run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}")
             terms = " ".join(f"{k} {record[k]:.4f}" for k in [*sorted(meters), "loss"])
-            logger.info("epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s", epoch + 1, i + 1,
-                        run.iters_per_epoch, lr, terms, record["time"], record["data_time"],
-                        _hms(record["eta_s"]))
+            logger.info(
+                "epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s",
+                epoch + 1,
+                i + 1,
+                run.iters_per_epoch,
+                lr,
+                terms,
+                record["time"],
+                record["data_time"],
+                _hms(record["eta_s"]),
+            )
             meters, steps, iter_time, data_time = {}, 0, 0.0, 0.0
         if stop:
             if i + 1 == run.iters_per_epoch:  # stopped exactly at an epoch end

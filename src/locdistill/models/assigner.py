@@ -100,15 +100,19 @@ def atss_assign(
 
     cand_cx = anchor_centers[candidate_idxs, 0]  # [K, G]
     cand_cy = anchor_centers[candidate_idxs, 1]
-    margin = torch.stack(
-        [
-            cand_cx - gt_boxes[:, 0],
-            cand_cy - gt_boxes[:, 1],
-            gt_boxes[:, 2] - cand_cx,
-            gt_boxes[:, 3] - cand_cy,
-        ],
-        dim=-1,
-    ).min(dim=-1).values
+    margin = (
+        torch.stack(
+            [
+                cand_cx - gt_boxes[:, 0],
+                cand_cy - gt_boxes[:, 1],
+                gt_boxes[:, 2] - cand_cx,
+                gt_boxes[:, 3] - cand_cy,
+            ],
+            dim=-1,
+        )
+        .min(dim=-1)
+        .values
+    )
     is_pos &= margin > 0.01
 
     # Overlaps kept only at (candidate, GT) pairs that are positive; -INF elsewhere.

@@ -58,7 +58,9 @@ def bbox_overlaps(
         rb = torch.min(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
         wh = (rb - lt).clamp(min=0)
         overlap = wh[..., 0] * wh[..., 1]
-        union = area1[..., None] + area2[..., None, :] - overlap if mode in ("iou", "giou") else area1[..., None]
+        union = (
+            area1[..., None] + area2[..., None, :] - overlap if mode in ("iou", "giou") else area1[..., None]
+        )
         if mode == "giou":
             enclosed_lt = torch.min(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
             enclosed_rb = torch.max(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
@@ -91,7 +93,12 @@ def distance2bbox(points: Tensor, distance: Tensor, max_shape: tuple[int, int] |
     if max_shape is not None:
         h, w = max_shape
         boxes = torch.stack(
-            [boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h), boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)],
+            [
+                boxes[..., 0].clamp(0, w),
+                boxes[..., 1].clamp(0, h),
+                boxes[..., 2].clamp(0, w),
+                boxes[..., 3].clamp(0, h),
+            ],
             dim=-1,
         )
     return boxes

@@ -22,7 +22,9 @@ class FPN(nn.Module):
         if num_outs < len(in_channels):
             raise ValueError(f"num_outs ({num_outs}) must be >= the number of inputs ({len(in_channels)})")
         self.lateral_convs = nn.ModuleList([ConvNorm(c, out_channels, 1, relu=False) for c in in_channels])
-        self.fpn_convs = nn.ModuleList([ConvNorm(out_channels, out_channels, 3, relu=False) for _ in in_channels])
+        self.fpn_convs = nn.ModuleList(
+            [ConvNorm(out_channels, out_channels, 3, relu=False) for _ in in_channels]
+        )
         for _ in range(num_outs - len(in_channels)):
             self.fpn_convs.append(ConvNorm(out_channels, out_channels, 3, stride=2, relu=False))
         self.out_channels = out_channels
@@ -36,7 +38,9 @@ class FPN(nn.Module):
         """``[B, C_i, H_i, W_i]`` for strides 8, 16, 32 -> ``num_outs`` maps of ``out_channels``."""
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, feats)]
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest"
+            )
         n = len(laterals)
         outs = [self.fpn_convs[i](laterals[i]) for i in range(n)]
         for conv in self.fpn_convs[n:]:

@@ -74,11 +74,11 @@ class GFL(nn.Module):
 
     @property
     def mean(self) -> tuple[float, float, float]:
-        return tuple(self.backbone.mean)  # type: ignore[return-value]
+        return tuple(self.backbone.mean)  # type: ignore[arg-type]
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return tuple(self.backbone.std)  # type: ignore[return-value]
+        return tuple(self.backbone.std)  # type: ignore[arg-type]
 
     def forward(self, images: Tensor) -> HeadOutputs:
         """``[B, 3, H, W]`` normalised images -> raw :class:`HeadOutputs` (no decoding, no loss)."""
@@ -86,7 +86,7 @@ class GFL(nn.Module):
 
     def anchors(self, outputs: HeadOutputs) -> list[Tensor]:
         """Per-level anchors ``[H_l*W_l, 4]`` for the feature sizes of ``outputs`` (cached)."""
-        sizes = [tuple(c.shape[-2:]) for c in outputs.cls_scores]
+        sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in outputs.cls_scores]
         device = outputs.cls_scores[0].device
         key = (tuple(sizes), str(device))
         if key not in self._anchor_cache:
@@ -99,9 +99,15 @@ class GFL(nn.Module):
         """ATSS assignment of every anchor of the batch; checks the targets first (clear errors)."""
         for t, m in zip(targets, metas):
             check_targets(t, m, self.num_classes)
-        sizes = [tuple(c.shape[-2:]) for c in outputs.cls_scores]
+        sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in outputs.cls_scores]
         return build_targets(
-            self.anchors(outputs), sizes, self.strides, targets, metas, self.num_classes, self.atss_topk  # type: ignore[arg-type]
+            self.anchors(outputs),
+            sizes,
+            self.strides,
+            targets,
+            metas,
+            self.num_classes,
+            self.atss_topk,
         )
 
     def loss(
@@ -119,16 +125,28 @@ class GFL(nn.Module):
 
     def loss_per_level(self, outputs: HeadOutputs, gfl_targets: GFLTargets) -> dict[str, Tensor]:
         """The per-level values of :func:`locdistill.models.gfl_loss.gfl_loss`."""
-        outputs = HeadOutputs([c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds])
+        outputs = HeadOutputs(
+            [c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds]
+        )
         return gfl_loss(
-            outputs, gfl_targets, self.integral, self.qfl_beta, self.qfl_weight, self.giou_weight, self.dfl_weight
+            outputs,
+            gfl_targets,
+            self.integral,
+            self.qfl_beta,
+            self.qfl_weight,
+            self.giou_weight,
+            self.dfl_weight,
         )
 
     @torch.no_grad()
     def predict(self, outputs: HeadOutputs, metas: list[ImageMeta], rescale: bool = True) -> list[Detections]:
         """Detections per image; with ``rescale`` in original-image pixels."""
-        outputs = HeadOutputs([c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds])
-        return postprocess(outputs, self.anchors(outputs), self.strides, metas, self.integral, self.test_cfg, rescale)
+        outputs = HeadOutputs(
+            [c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds]
+        )
+        return postprocess(
+            outputs, self.anchors(outputs), self.strides, metas, self.integral, self.test_cfg, rescale
+        )
 
 
 def build_gfl(cfg: ModelConfig) -> GFL:

@@ -109,6 +109,7 @@ class GFLHead(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        assert self.gfl_cls.bias is not None
         nn.init.constant_(self.gfl_cls.bias, -math.log((1 - 0.01) / 0.01))
 
     def forward_single(self, x: Tensor, scale: nn.Module) -> tuple[Tensor, Tensor]:

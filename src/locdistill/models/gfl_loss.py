@@ -119,7 +119,9 @@ def gfl_loss(
     score[pos.batch_index, pos.anchor_index] = iou.to(score.dtype)
 
     num_total_pos = reduce_mean(targets.num_total_pos.to(cls.dtype))
-    qfl = quality_focal_loss(cls.reshape(-1, num_classes), targets.labels.reshape(-1), score.reshape(-1), qfl_beta)
+    qfl = quality_focal_loss(
+        cls.reshape(-1, num_classes), targets.labels.reshape(-1), score.reshape(-1), qfl_beta
+    )
     qfl = qfl * targets.label_weights.reshape(-1)
     level_of_all = targets.level_index.repeat(cls.shape[0])
     loss_cls = qfl_weight * per_level_sum(qfl, level_of_all, num_levels) / (num_total_pos + EPS32)

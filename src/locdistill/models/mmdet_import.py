@@ -29,8 +29,18 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "slice"): slice,
     ("builtins", "complex"): complex,
 }
-for _dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.uint8,
-               torch.int8, torch.int16, torch.bool):
+for _dtype in (
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.float64,
+    torch.int64,
+    torch.int32,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.bool,
+):
     _ALLOWED[("torch", str(_dtype).split(".")[1])] = _dtype
 
 

@@ -31,8 +31,14 @@ class PostProcessConfig:
 
 
 def level_candidates(
-    cls_score: Tensor, bbox_pred: Tensor, anchors: Tensor, stride: int, integral: Integral,
-    img_shape: tuple[int, int], score_thr: float, nms_pre: int,
+    cls_score: Tensor,
+    bbox_pred: Tensor,
+    anchors: Tensor,
+    stride: int,
+    integral: Integral,
+    img_shape: tuple[int, int],
+    score_thr: float,
+    nms_pre: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Candidates of one image on one level.
 
@@ -74,9 +80,7 @@ def postprocess(
     results = []
     for i, meta in enumerate(metas):
         per_level = [
-            level_candidates(
-                c[i], r[i], a, s, integral, meta.img_shape, cfg.score_thr, cfg.nms_pre
-            )
+            level_candidates(c[i], r[i], a, s, integral, meta.img_shape, cfg.score_thr, cfg.nms_pre)
             for c, r, a, s in zip(outputs.cls_scores, outputs.bbox_preds, anchors_per_level, strides)
         ]
         boxes = torch.cat([p[0] for p in per_level])

@@ -14,7 +14,10 @@ from torch import Tensor
 
 
 def level_anchors(
-    featmap_size: tuple[int, int], stride: int, octave_base_scale: float = 8.0, device: torch.device | None = None
+    featmap_size: tuple[int, int],
+    stride: int,
+    octave_base_scale: float = 8.0,
+    device: torch.device | None = None,
 ) -> Tensor:
     """Anchors of one level.
 
@@ -46,7 +49,10 @@ def multi_level_anchors(
 
 
 def valid_flags(
-    featmap_sizes: list[tuple[int, int]], strides: list[int], pad_shape: tuple[int, int], device: torch.device | None = None
+    featmap_sizes: list[tuple[int, int]],
+    strides: list[int],
+    pad_shape: tuple[int, int],
+    device: torch.device | None = None,
 ) -> Tensor:
     """Which anchors lie inside one image's own padded area (the batch tensor may be larger).
 

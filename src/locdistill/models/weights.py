@@ -75,7 +75,9 @@ def detector_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str,
         return obj["model"], "locdistill", []
     if isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values()):
         return obj, "state_dict", []
-    raise ValueError(f"{source}: no detector weights found (expected 'model', 'state_dict' or a plain state dict)")
+    raise ValueError(
+        f"{source}: no detector weights found (expected 'model', 'state_dict' or a plain state dict)"
+    )
 
 
 def load_detector_weights(model: nn.Module, path: str | Path, strict: bool = True) -> LoadReport:
@@ -94,7 +96,10 @@ def load_detector_weights(model: nn.Module, path: str | Path, strict: bool = Tru
         if k in own and tuple(v.shape) != tuple(own[k].shape)
     ]
     if mismatched:
-        raise ValueError(f"{path}: weights do not fit the model ({len(mismatched)} shape mismatches): " + "; ".join(mismatched[:5]))
+        raise ValueError(
+            f"{path}: weights do not fit the model ({len(mismatched)} shape mismatches): "
+            + "; ".join(mismatched[:5])
+        )
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(str(path), fmt, list(result.missing_keys), list(result.unexpected_keys), skipped)
     if strict and (report.missing or report.unexpected):

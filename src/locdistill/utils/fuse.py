@@ -24,20 +24,20 @@ def fuse_conv_bn(model: nn.Module) -> int:
         for conv_name, bn_name in _PAIRS:
             conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
             if _fusable(conv, bn):
-                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))  # type: ignore[arg-type]
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))  # type: ignore[arg-type,type-var]
                 setattr(module, bn_name, nn.Identity())
                 fused += 1
         convs, bns = getattr(module, "convs", None), getattr(module, "bns", None)
         if isinstance(convs, nn.ModuleList) and isinstance(bns, nn.ModuleList):
             for i, (c, b) in enumerate(zip(convs, bns)):
                 if _fusable(c, b):
-                    convs[i] = fuse_conv_bn_eval(c, b)  # type: ignore[arg-type]
+                    convs[i] = fuse_conv_bn_eval(c, b)  # type: ignore[arg-type,type-var]
                     bns[i] = nn.Identity()
                     fused += 1
         if isinstance(module, nn.Sequential):
             for i in range(len(module) - 1):
                 if _fusable(module[i], module[i + 1]):
-                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])  # type: ignore[arg-type]
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])  # type: ignore[arg-type,type-var]
                     module[i + 1] = nn.Identity()
                     fused += 1
     return fused
