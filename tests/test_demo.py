@@ -1,0 +1,79 @@
+"""``locdistill demo``: the quick mode runs every stage and writes the table, the JSON and the plots;
+the pieces it is built from (configs, table, object picking) do what they say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from locdistill.cli import main
+from locdistill.demo import METRICS, _pick_objects, demo_configs, format_table
+from locdistill.distill.distiller import check_fit
+from locdistill.models.gfl import build_gfl
+
+
+def test_demo_configs_pair_a_fitting_teacher_with_the_baseline(tmp_path: Path) -> None:
+    teacher, baseline, ld = demo_configs(tmp_path, seed=3, quick=False)
+    assert ld.cfg.distill is not None and baseline.cfg.distill is None and teacher.cfg.distill is None
+    assert Path(ld.cfg.distill.teacher_checkpoint) == (tmp_path / "teacher" / "latest.pth").resolve()
+    # The LD student is the baseline plus the distill section: same model, data and schedule.
+    assert ld.cfg.model == baseline.cfg.model and ld.cfg.data == baseline.cfg.data
+    assert ld.cfg.train == baseline.cfg.train
+    assert (ld.cfg.train.seed, ld.cfg.data.train.seed, ld.cfg.data.val.seed) == (3, 3, 3)
+    assert ld.cfg.distill.main_ld.enabled and ld.cfg.distill.vlr_ld.enabled
+    student, big = build_gfl(baseline.cfg.model), build_gfl(teacher.cfg.model)
+    check_fit(student, big, need_classes=True)
+    assert sum(p.numel() for p in big.parameters()) > 2 * sum(p.numel() for p in student.parameters())
+    assert teacher.cfg.train.epochs > baseline.cfg.train.epochs
+
+
+def test_format_table_lists_every_model_in_percent() -> None:
+    rows = {"teacher": {m: 0.5 for m in METRICS}, "LD student": {m: 0.25 for m in METRICS}}
+    table = format_table(rows, {"teacher": 12.0, "LD student": 3.0})
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["model", "AP", "AP50", "AP75"]
+    assert lines[2].split()[1:3] == ["50.0", "50.0"] and lines[2].split()[-1] == "12"
+    assert lines[3].startswith("LD student") and "25.0" in lines[3]
+
+
+def test_pick_objects_returns_positive_anchors_spread_over_sizes() -> None:
+    class T:  # the two GFLTargets fields the picker reads
+        anchors = torch.tensor(
+            [[0, 0, 8, 8], [8, 0, 16, 8], [0, 8, 8, 16], [8, 8, 16, 16]], dtype=torch.float32
+        )
+        gt_index = torch.tensor([[0, 0, 1, -1]])
+
+    class G:
+        def __init__(self, boxes: list[list[float]]) -> None:
+            self.boxes = torch.tensor(boxes)
+
+        def __len__(self) -> int:
+            return len(self.boxes)
+
+    gts = [G([[8, 0, 16, 8], [0, 8, 4, 12], [0, 0, 1, 1]])]  # the third GT has no positive anchor
+    picks = _pick_objects(T(), gts, 5)
+    assert sorted(picks) == [(0, 0, 1), (0, 1, 2)]  # nearest positive to each centre; GT 2 left out
+    assert _pick_objects(T(), gts, 1) == [(0, 1, 2)]  # the smallest first
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_table_json_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("teacher", "baseline student", "LD student", "LD - baseline"):
+        assert name in printed
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["metrics"]) == {"teacher", "baseline student", "LD student"}
+    assert set(result["metrics"]["LD student"]) >= set(METRICS)
+    assert result["quick"] is True
+    for figure in ("loss_curves.png", "edge_distributions.png"):
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ld_terms = json.loads((out / "ld_student" / "metrics.jsonl").read_text().splitlines()[0])
+    base_terms = json.loads((out / "baseline" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"loss_ld", "loss_ld_vlr"} <= set(ld_terms) and "loss_ld" not in base_terms
+    ckpt = torch.load(out / "ld_student" / "latest.pth", weights_only=True)
+    assert not any(k.startswith("teacher.") for k in ckpt["model"])
