@@ -2,8 +2,9 @@
 
 GFL R18 at real width (FPN/head 256, 4 stacked convs), batch 2 of 512x512, 5 random boxes per image,
 random init, SGD step included; the same with LD (Main LD + VLR LD + Main KD) from a GFL R101 teacher.
-Also times the teacher's forward pass alone (inference mode), so that the LD overhead beyond it is
-visible. Writes JSON.
+Also times the teacher's forward pass alone (inference mode) and the LD terms alone (VLR region, Main
+LD, VLR LD and Main KD, forward and backward down to the head outputs, on fixed teacher outputs), so that
+the LD overhead beyond the teacher is visible and its parts are named. Writes JSON.
 
     python benchmarks/bench_train_step.py --out benchmarks/results/train_step.json
 """
@@ -22,6 +23,7 @@ from locdistill.benchmark import environment
 from locdistill.config import DistillConfig, LDTermConfig, ModelConfig, VLRConfig
 from locdistill.distill.distiller import Distiller
 from locdistill.models.gfl import build_gfl
+from locdistill.models.gfl_head import HeadOutputs
 from locdistill.structures import Batch, ImageMeta, Targets
 
 
@@ -97,14 +99,32 @@ def main() -> None:
     def teacher_forward() -> None:
         distiller.teacher_outputs(batch.images)
 
+    # The LD terms on their own: the student's head outputs as leaves, the teacher's fixed.
+    with torch.no_grad():
+        raw = student(batch.images)
+    leaves = HeadOutputs(
+        [c.float().requires_grad_() for c in raw.cls_scores],
+        [r.float().requires_grad_() for r in raw.bbox_preds],
+    )
+    fixed_targets = student.get_targets(leaves, batch.targets, batch.metas)
+    fixed_teacher = distiller.teacher_outputs(batch.images)
+
+    def ld_terms() -> None:
+        for t in [*leaves.cls_scores, *leaves.bbox_preds]:
+            t.grad = None
+        terms = distiller.distill_losses(leaves, fixed_teacher, fixed_targets, batch)
+        sum(terms.values()).backward()
+
     results = {}
     # Interleave the three measurements so that machine noise hits all of them alike.
-    plain, ld, tf = [], [], []
+    plain, ld, tf, terms = [], [], [], []
     for _ in range(2):
         plain += time_steps(plain_step, args.iters, args.warmup)
         ld += time_steps(ld_step, args.iters, args.warmup)
         tf += time_steps(teacher_forward, args.iters, args.warmup)
-    for name, values in (("plain_step", plain), ("ld_step", ld), ("teacher_forward", tf)):
+        terms += time_steps(ld_terms, args.iters, args.warmup)
+    measured = (("plain_step", plain), ("ld_step", ld), ("teacher_forward", tf), ("ld_terms", terms))
+    for name, values in measured:
         results[name] = {
             "median_s": statistics.median(values),
             "mean_s": statistics.fmean(values),
@@ -115,6 +135,11 @@ def main() -> None:
         results["ld_step"]["median_s"]
         - results["plain_step"]["median_s"]
         - results["teacher_forward"]["median_s"]
+    )
+    # What the LD terms themselves cost; the rest of the overhead is not LD computation (allocator and
+    # cache effects of running the teacher while the student's graph is alive, and timing noise).
+    results["ld_overhead_unexplained_s"] = (
+        results["ld_overhead_beyond_teacher_s"] - results["ld_terms"]["median_s"]
     )
     results["setup"] = {
         "student": "GFL R18, FPN/head 256, 4 stacked convs, random init",

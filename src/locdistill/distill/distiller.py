@@ -114,8 +114,10 @@ class Distiller(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``)."""
-        s_out = self.student(batch.images)
+        # The teacher first: its activations are freed before the student's graph is built, so the
+        # two networks' working memory never coexists (lower peak memory, fewer page faults on CPU).
         t_out = self.teacher_outputs(batch.images)
+        s_out = self.student(batch.images)
         s_out = HeadOutputs([c.float() for c in s_out.cls_scores], [r.float() for r in s_out.bbox_preds])
         gfl_targets = self.student.get_targets(s_out, batch.targets, batch.metas)
         per_level = self.student.loss_per_level(s_out, gfl_targets)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every benchmark of docs/benchmarks.md, one after the other, each writing JSON to benchmarks/results/.
+#   bash benchmarks/run_all.sh            # from the repository root, in the project's venv
+# Run it on an otherwise idle machine: the scripts time side by side, but other load still adds noise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p benchmarks/results
+python benchmarks/bench_train_step.py --out benchmarks/results/train_step.json
+python benchmarks/bench_inference.py --out benchmarks/results/inference.json
+python benchmarks/bench_nms.py --out benchmarks/results/nms.json
+python benchmarks/bench_coco_eval.py --out benchmarks/results/coco_eval.json
