@@ -1,12 +1,9 @@
-"""Shared helpers of the benchmark scripts: machine description, timing, JSON output."""
+"""Shared helpers of the benchmark scripts: timing and JSON output (with where it was measured)."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -15,41 +12,7 @@ from typing import Any
 
 import torch
 
-
-def cpu_model() -> str:
-    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    """Versions, thread count, CPU/GPU model and the date, for the header of a results file."""
-    info: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "platform": platform.platform(),
-    }
-    try:
-        import torchvision
-
-        info["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    with contextlib.suppress(OSError):  # other work on a shared machine skews timings
-        info["loadavg"] = [float(x) for x in os.getloadavg()]
-    return info
+from locdistill.benchmark import environment
 
 
 def time_interleaved(
@@ -100,8 +63,9 @@ def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 1, cuda: bool =
 def write_results(
     path: str | os.PathLike[str] | None, name: str, results: Any, **extra: Any
 ) -> dict[str, Any]:
-    """Bundle ``results`` with :func:`machine_info`, print it as JSON and write it to ``path`` (if any)."""
-    payload = {"benchmark": name, "machine": machine_info(), **extra, "results": results}
+    """Bundle ``results`` with :func:`locdistill.benchmark.environment` (where it was measured), print
+    it as JSON and write it to ``path`` (if any)."""
+    payload = {"benchmark": name, "machine": environment(), **extra, "results": results}
     text = json.dumps(payload, indent=2)
     print(text)
     if path is not None:

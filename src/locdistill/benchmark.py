@@ -9,7 +9,9 @@ images of ``--img-size``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
 
 from locdistill.models.gfl import GFL
 from locdistill.structures import ImageMeta
@@ -83,28 +86,50 @@ def measure_inference(
 
 
 def environment() -> dict[str, Any]:
-    """Where a figure was taken."""
+    """Where a figure was taken: versions, threads, CPU/GPU model, date, and the load average (other
+    work on a shared machine skews timings)."""
     info: dict[str, Any] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or _cpu_model(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "torch": torch.__version__,
+        "torchvision": getattr(torchvision, "__version__", "unknown"),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "platform": platform.platform(),
     }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
+    with contextlib.suppress(OSError, AttributeError):  # no getloadavg on Windows
+        info["loadavg"] = [round(float(x), 2) for x in os.getloadavg()]
     return info
 
 
 def _cpu_model() -> str:
-    try:
+    """CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    return platform.processor() or "unknown"
+
+
+def dataset_inputs(cfg: Any, model: GFL, count: int = 20) -> tuple[list[tuple[torch.Tensor, ImageMeta]], str]:
+    """The first ``count`` images of the config's test split (``data.test``, else ``data.val``) through
+    the test pipeline (resize, normalise, pad), batch 1, with their metas; and a description of them."""
+    from locdistill.data import build_dataset, build_test_loader
+
+    split = cfg.data.test if cfg.data.test is not None else cfg.data.val
+    dataset = build_dataset(split, cfg.data, train=False, mean=model.mean, std=model.std)
+    loader = build_test_loader(dataset, 1, 0, False)
+    out = []
+    for batch in loader:
+        out.append((batch.images, batch.metas[0]))
+        if len(out) >= count:
+            break
+    if not out:
+        raise ValueError(f"the {split.format} dataset at {split.root!r} has no images")
+    return out, f"{split.format} images from {split.root} (first {len(out)}, cycled)"
 
 
 def random_inputs(
@@ -138,17 +163,22 @@ def run_benchmark(args: argparse.Namespace) -> int:
     fused = fuse_conv_bn(model) if args.fuse_conv_bn else 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    if args.img_size:
-        size = (int(args.img_size[0]), int(args.img_size[1]))
-    else:
-        long_side, short_side = cfg.data.img_scale
-        size = (short_side, long_side)
-    inputs = random_inputs(model, size)
+    long_side, short_side = cfg.data.img_scale
+    size = (int(args.img_size[0]), int(args.img_size[1])) if args.img_size else (short_side, long_side)
+    inputs, described = [], ""
+    if not args.img_size:  # the seed's protocol: real test images through the test pipeline
+        try:
+            inputs, described = dataset_inputs(cfg, model)
+        except (OSError, ValueError) as e:
+            print(f"no test images ({' '.join(str(e).split())}): timing random inputs of {size[0]}x{size[1]}")
+    if not inputs:
+        inputs, described = random_inputs(model, size), f"random {size[0]}x{size[1]} inputs"
     result = measure_inference(model, inputs, args.num_images, args.warmup, args.amp, args.channels_last)
     result.update(
         config=cfg.source,
         checkpoint=getattr(args, "checkpoint", None),
-        input_size=list(size),
+        inputs=described,
+        input_size=list(inputs[0][0].shape[-2:]),
         fused_conv_bn=fused,
         amp=args.amp,
         channels_last=args.channels_last,
@@ -156,7 +186,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         environment=environment(),
     )
     print(
-        f"{Path(cfg.source).name}: {result['fps']:.2f} FPS at batch 1, {size[0]}x{size[1]} on {device} "
+        f"{Path(cfg.source).name}: {result['fps']:.2f} FPS at batch 1 on {device}, {described} "
         f"(end-to-end {result['end_to_end']['mean_ms']:.1f} ms = "
         f"network {result['network']['mean_ms']:.1f} ms "
         f"+ post-processing {result['postprocess']['mean_ms']:.1f} ms; {args.num_images} images after "

@@ -185,7 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
 
-    p = add("benchmark", "inference speed (FPS) as the seed measures it: batch 1, warm-up discarded")
+    p = add(
+        "benchmark",
+        "inference speed (FPS) as the seed measures it: batch 1, warm-up discarded, synchronised timing "
+        "including post-processing",
+        "the inputs are the config's test images through the test pipeline (data.test, else data.val);\n"
+        "with --img-size H W, or when those images are not found, random inputs of that size.\n"
+        "example:\n  locdistill benchmark configs/gfl/gfl_r18_fpn_bccd.yaml CKPT --num-images 100 "
+        "--out fps.json",
+    )
     p.add_argument("config", help="config file or shipped config name")
     p.add_argument("checkpoint", nargs="?", help="weights (random init when omitted)")
     p.add_argument("--num-images", type=int, default=200, help="timed images (default 200)")

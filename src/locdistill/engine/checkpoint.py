@@ -20,7 +20,6 @@ A converted (``locdistill convert``) checkpoint keeps only ``model``, ``config``
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from locdistill.models.weights import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
 
 logger = logging.getLogger("locdistill")
 
@@ -188,15 +189,6 @@ def load_checkpoint_any(path: str | Path) -> dict[str, Any]:
             raise refused from None
         state, _skipped = mmdet_state_dict(obj, str(path))
         return {"model": state, "meta": {"converted_from": "mmdetection"}}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -31,11 +31,12 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (what checkpoints record of their teacher and source)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        while block := f.read(chunk):
+            h.update(block)
     return h.hexdigest()
 
 
