@@ -2,8 +2,8 @@
 
 Batch 1; the first ``warmup`` iterations are discarded; every timed iteration is synchronised (CUDA)
 and includes post-processing. Network-only and post-processing times are reported separately so that
-overhead is visible. Inputs are the config's test images when its dataset is readable, else random
-images of ``--img-size``.
+overhead is visible. Inputs are the config's test images through the test pipeline; with
+``--img-size``, or when the dataset cannot be read, random images of that size (the config's scale).
 """
 
 from __future__ import annotations
