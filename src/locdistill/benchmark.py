@@ -165,7 +165,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     model.to(device)
     long_side, short_side = cfg.data.img_scale
     size = (int(args.img_size[0]), int(args.img_size[1])) if args.img_size else (short_side, long_side)
-    inputs, described = [], ""
+    inputs: list[tuple[torch.Tensor, ImageMeta]] = []
+    described = ""
     if not args.img_size:  # the seed's protocol: real test images through the test pipeline
         try:
             inputs, described = dataset_inputs(cfg, model)
