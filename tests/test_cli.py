@@ -272,3 +272,40 @@ def test_malformed_set_value_exits_2(capsys: pytest.CaptureFixture[str], tmp_pat
     assert main(["train", str(cfg), "--set", "data.img_scale=[128,"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BCCD.is_dir(), reason="shared/data/bccd is not available")
+def test_mmdet_checkpoint_converts_and_evaluates_with_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An mmdetection file (``state_dict`` in mmdetection's names + ``meta`` with pickled objects) is
+    evaluated by ``locdistill test`` as it is, and after ``convert --from-mmdet``, with the same table."""
+    from locdistill.config import load_config
+    from locdistill.models.gfl import build_gfl
+    from tests.test_mmdet_import import HistoryBuffer, to_mmdet_keys
+
+    monkeypatch.chdir(ROOT)
+    config = "configs/gfl/gfl_r18_fpn_bccd.yaml"
+    tiny = [*TINY, "model.backbone.pretrained=false"]
+    torch.manual_seed(0)
+    model = build_gfl(load_config(config, tiny).model)
+    mmdet_file = tmp_path / "gfl_r18_bccd_mmdet.pth"
+    meta = {
+        "mmdet_version": "3.3.0",
+        "epoch": 12,
+        "hist": HistoryBuffer(),
+        "CLASSES": ["RBC", "WBC", "Platelets"],
+    }
+    torch.save({"state_dict": to_mmdet_keys(model.state_dict()), "meta": meta}, mmdet_file)
+
+    assert main(["test", config, str(mmdet_file), "--set", *tiny]) == 0
+    direct = capsys.readouterr().out
+    converted = tmp_path / "converted.pth"
+    assert main(["convert", str(mmdet_file), str(converted), "--from-mmdet"]) == 0
+    capsys.readouterr()
+    assert torch.load(converted, weights_only=True)["model"].keys() == model.state_dict().keys()
+    assert main(["test", config, str(converted), "--set", *tiny]) == 0
+    via_convert = capsys.readouterr().out
+    assert re.search(r"^\| mAP ", direct, flags=re.M) and re.search(r"^AP:\s+\S+$", direct, flags=re.M)
+    assert direct == via_convert
