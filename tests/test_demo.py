@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from locdistill.cli import main
-from locdistill.demo import METRICS, _pick_objects, demo_configs, format_table
+from locdistill.demo import METRICS, _clear_previous_run, _pick_objects, demo_configs, format_table
 from locdistill.distill.distiller import check_fit
 from locdistill.models.gfl import build_gfl
 
@@ -57,6 +57,23 @@ def test_pick_objects_returns_positive_anchors_spread_over_sizes() -> None:
     picks = _pick_objects(T(), gts, 5)
     assert sorted(picks) == [(0, 0, 1), (0, 1, 2)]  # nearest positive to each centre; GT 2 left out
     assert _pick_objects(T(), gts, 1) == [(0, 1, 2)]  # the smallest first
+
+
+def test_a_rerun_replaces_the_previous_demo_but_never_another_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "demo" / "teacher"
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text("model: {}\n")
+    (old / "metrics.jsonl").write_text('{"type": "train"}\n')
+    _clear_previous_run(old)
+    assert not old.exists()
+    precious = tmp_path / "mine" / "teacher"
+    precious.mkdir(parents=True)
+    (precious / "thesis.tex").write_text("do not delete")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "mine")]) == 2
+    assert "is not a locdistill work dir" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "do not delete"
 
 
 @pytest.mark.slow

@@ -419,7 +419,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     from locdistill.config import ConfigError
 
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, ValueError, CommandUnavailable]
+    errors: list[type[BaseException]] = [
+        ConfigError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        CommandUnavailable,
+    ]
     errors.append(yaml.YAMLError)  # a malformed --set value
     from locdistill.engine.train import NonFiniteLossError
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,18 @@ def evaluate_stage(model: GFL, cfg: Config) -> dict[str, float]:
     return metrics
 
 
+def _clear_previous_run(work_dir: Path) -> None:
+    """Remove an earlier demo's work dir (its metrics would be appended to); refuse a folder that is
+    not a locdistill work dir, so that a mistyped ``--out`` never deletes anything else."""
+    if not work_dir.exists():
+        return
+    if not (work_dir / "config.yaml").is_file():
+        raise FileExistsError(
+            f"{work_dir} exists and is not a locdistill work dir; choose another --out for the demo"
+        )
+    shutil.rmtree(work_dir)
+
+
 def format_table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> str:
     """The AP table (percent), one row per model, with the training time of each."""
     head = f"{'model':<18}" + "".join(f"{m:>7}" for m in METRICS) + f"{'train s':>9}"
@@ -118,6 +131,8 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     finals: dict[str, Path] = {}
+    for stage in stages:
+        _clear_previous_run(stage.work_dir)
     for stage in stages:
         t0 = time.perf_counter()
         print(f"== training the {stage.name} ({stage.work_dir})", flush=True)
