@@ -7,7 +7,7 @@
 #   SEEDS="0 1 2" WORK=work_dirs/bccd bash experiments/bccd_ld.sh
 #
 # A stage whose final checkpoint exists is not trained again, so the script can be rerun after an
-# interruption. About 75 minutes on 2 CPU cores (teacher 13, baseline 5, each LD student 8).
+# interruption. About 90 minutes on 2 CPU cores (teacher 15, then per seed: baseline 6, each LD student 9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0 1 2"}
