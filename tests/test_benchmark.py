@@ -11,16 +11,9 @@ from pathlib import Path
 import pytest
 
 from locdistill.cli import main
+from tests.test_cli import TINY  # the tiny network over the shipped CPU configs
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "model.backbone.base_width=16",
-    "model.neck.out_channels=32",
-    "model.head.feat_channels=32",
-    "model.head.stacked_convs=1",
-    "model.head.norm_groups=8",
-    "data.img_scale=[160, 160]",
-]
 
 
 def _check_timing(result: dict, iterations: int) -> None:

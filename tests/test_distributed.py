@@ -118,39 +118,12 @@ def test_two_process_training_evaluation_and_test_agree_across_ranks(
 
     # the sharded `test` gives what one process gives
     dets2 = tmp_path / "dets2.json"
-    proc = run_torchrun(
-        [
-            "test",
-            str(cfg),
-            str(work / "latest.pth"),
-            "--split",
-            "val",
-            "--out",
-            str(dets2),
-            "--set",
-            *overrides,
-        ],
-        tmp_path,
-    )
+    test_args = ["test", str(cfg), str(work / "latest.pth"), "--split", "val", "--set", *overrides]
+    proc = run_torchrun([*test_args, "--out", str(dets2)], tmp_path)
     from locdistill.cli import main
 
     dets1 = tmp_path / "dets1.json"
-    assert (
-        main(
-            [
-                "test",
-                str(cfg),
-                str(work / "latest.pth"),
-                "--split",
-                "val",
-                "--out",
-                str(dets1),
-                "--set",
-                *overrides,
-            ]
-        )
-        == 0
-    )
+    assert main([*test_args, "--out", str(dets1)]) == 0
     single = capsys.readouterr().out
     table = single.split("detections written")[0]
     assert table.strip() and table in proc.stdout
