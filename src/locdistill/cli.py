@@ -257,24 +257,12 @@ def cmd_chain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_detector(cfg: Any, checkpoint: str | Path, device: Any, use_ema: bool = False) -> tuple[Any, dict]:
-    """The GFL of ``cfg`` with the weights of ``checkpoint`` (eval mode), and the checkpoint's meta."""
-    from locdistill.engine.checkpoint import load_checkpoint_any, load_model_weights
-    from locdistill.models.gfl import build_gfl
-
-    cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
-    model = build_gfl(cfg.model)
-    ckpt = load_checkpoint_any(checkpoint)
-    load_model_weights(model, ckpt, strict=True, use_ema=use_ema)
-    meta = ckpt.get("meta")
-    return model.to(device).eval(), meta if isinstance(meta, dict) else {}
-
-
 def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
     from locdistill.config import load_config
     from locdistill.data import build_dataset, build_test_loader
+    from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.distributed import cleanup_distributed, init_distributed, is_main_process
     from locdistill.engine.evaluate import (
         coco_results,
@@ -294,7 +282,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     try:
         setup_logger(None, rank)
         device = pick_device()
-        model, _ = _load_detector(cfg, args.checkpoint, device, args.ema)
+        model, _ = load_detector(cfg, args.checkpoint, device, args.ema)
         split = cfg.data.test if args.split == "test" and cfg.data.test is not None else cfg.data.val
         dataset = build_dataset(split, cfg.data, train=False, mean=model.mean, std=model.std)
         loader = build_test_loader(
@@ -324,6 +312,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from locdistill.config import load_config
+    from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.predict import predict_images
 
     cfg = load_config(args.config, args.set)
@@ -332,7 +321,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.device
         else (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     )
-    model, meta = _load_detector(cfg, args.checkpoint, device)
+    model, meta = load_detector(cfg, args.checkpoint, device)
     written = predict_images(
         model, cfg, args.images, args.out, args.score_thr, device, class_names=meta.get("class_names")
     )

@@ -28,7 +28,9 @@ import torch
 from torch import Tensor
 
 from locdistill.config import Config, load_config
+from locdistill.models.box_ops import box_centers
 from locdistill.models.gfl import GFL
+from locdistill.models.gfl_head import HeadOutputs
 
 log = logging.getLogger("locdistill")
 
@@ -67,23 +69,12 @@ def demo_configs(out: Path, seed: int, quick: bool) -> list[Stage]:
     baseline = Stage("baseline student", load_config("demo/demo_base", overrides), out / "baseline")
     ld = Stage("LD student", load_config("demo/demo_ld", overrides), out / "ld_student")
     assert ld.cfg.distill is not None
-    ld.cfg.distill.teacher_config = str(
-        (teacher.work_dir / "config.yaml").resolve()
-    )  # written by its training
+    # The teacher's resolved config and final checkpoint, both written by its training.
+    ld.cfg.distill.teacher_config = str((teacher.work_dir / "config.yaml").resolve())
     ld.cfg.distill.teacher_checkpoint = str((teacher.work_dir / "latest.pth").resolve())
     for stage in (teacher, baseline, ld):
         stage.cfg.work_dir = str(stage.work_dir)
     return [teacher, baseline, ld]
-
-
-def load_trained(cfg: Config, checkpoint: Path) -> GFL:
-    """The GFL of ``cfg`` with the weights training wrote (eval mode, CPU)."""
-    from locdistill.engine.checkpoint import load_checkpoint, load_model_weights
-    from locdistill.models.gfl import build_gfl
-
-    model = build_gfl(cfg.model)
-    load_model_weights(model, load_checkpoint(checkpoint), strict=True)
-    return model.eval()
 
 
 def evaluate_stage(model: GFL, cfg: Config) -> dict[str, float]:
@@ -121,6 +112,7 @@ def format_table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -
 
 def run_demo(args: argparse.Namespace) -> int:
     """Entry point of ``locdistill demo`` (``args``: ``out``, ``quick``, ``seed``); returns the exit code."""
+    from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.logger import setup_logger
     from locdistill.engine.train import train
 
@@ -138,7 +130,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"== training the {stage.name} ({stage.work_dir})", flush=True)
         finals[stage.name] = train(stage.cfg, stage.work_dir)
         seconds[stage.name] = time.perf_counter() - t0
-    models = {s.name: load_trained(s.cfg, finals[s.name]) for s in stages}
+    models = {s.name: load_detector(s.cfg, finals[s.name])[0] for s in stages}
     rows = {s.name: evaluate_stage(models[s.name], s.cfg) for s in stages}
     table = format_table(rows, seconds)
     ld_gain = {m: rows["LD student"][m] - rows["baseline student"][m] for m in METRICS}
@@ -216,18 +208,9 @@ def plot_loss_curves(metrics_files: dict[str, Path], path: Path) -> Path:
     return path
 
 
-@torch.inference_mode()
-def edge_distributions(
-    models: dict[str, GFL], images: Tensor, gfl_anchor: int, batch_index: int
-) -> dict[str, Tensor]:
-    """``{name: [4, reg_max+1]}`` softmax edge distributions of each model at one anchor of one image."""
-    out = {}
-    for name, model in models.items():
-        preds = model(images).bbox_preds
-        flat = torch.cat([p.flatten(2) for p in preds], dim=2)  # [B, 4*(R+1), A]
-        logits = flat[batch_index, :, gfl_anchor].reshape(4, model.reg_max + 1)
-        out[name] = logits.softmax(dim=-1)
-    return out
+def flat_box_logits(outputs: HeadOutputs) -> Tensor:
+    """``[B, 4*(reg_max+1), A]`` edge-distribution logits, levels concatenated in anchor order."""
+    return torch.cat([p.flatten(2) for p in outputs.bbox_preds], dim=2)
 
 
 def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num_objects: int = 3) -> Path:
@@ -245,8 +228,9 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
     dataset = build_dataset(cfg.data.val, cfg.data, train=False, mean=student.mean, std=student.std)
     batch = next(iter(build_test_loader(dataset, min(4, len(dataset)), 0, False)))
     with torch.inference_mode():
-        outputs = student(batch.images)
-    targets = student.get_targets(outputs, batch.targets, batch.metas)
+        outputs = {name: model(batch.images) for name, model in models.items()}
+    targets = student.get_targets(outputs["baseline student"], batch.targets, batch.metas)
+    logits = {name: flat_box_logits(out) for name, out in outputs.items()}
     picks = _pick_objects(targets, batch.targets, num_objects)
     fig, axes = plt.subplots(len(picks), 5, figsize=(15, 2.6 * max(len(picks), 1)), squeeze=False)
     mean = torch.tensor(student.mean)[:, None, None]
@@ -254,7 +238,7 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
     colors = {"teacher": "tab:green", "baseline student": "tab:gray", "LD student": "tab:red"}
     for row, (b, g, a) in enumerate(picks):
         box = batch.targets[b].boxes[g]
-        centre = (targets.anchors[a, :2] + targets.anchors[a, 2:]) / 2
+        centre = box_centers(targets.anchors[a])
         stride = float(targets.anchor_strides[a])
         gt_dist = (
             torch.stack([centre[0] - box[0], centre[1] - box[1], box[2] - centre[0], box[3] - centre[1]])
@@ -273,11 +257,11 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
             f"{dataset.class_names[int(batch.targets[b].labels[g])]} (stride {int(stride)})", fontsize=9
         )
         ax.axis("off")
-        dists = edge_distributions(models, batch.images, a, b)
         bins = torch.arange(student.reg_max + 1)
         for side in range(4):
             ax = axes[row, side + 1]
-            for name, prob in dists.items():
+            for name, flat in logits.items():
+                prob = flat[b, :, a].reshape(4, -1).softmax(dim=-1)
                 ax.plot(bins, prob[side], marker=".", label=name, color=colors.get(name))
             ax.axvline(float(gt_dist[side]), color="black", ls="--", lw=1, label="ground truth")
             ax.set_title(f"{SIDES[side]} edge", fontsize=9)
@@ -300,9 +284,8 @@ def _pick_objects(targets: Any, gts: list[Any], num: int) -> list[tuple[int, int
             if len(anchors) == 0:
                 continue
             box = t.boxes[g]
-            centre = (box[:2] + box[2:]) / 2
-            a_centre = (targets.anchors[anchors, :2] + targets.anchors[anchors, 2:]) / 2
-            best = anchors[(a_centre - centre).pow(2).sum(1).argmin()]
+            distance = (box_centers(targets.anchors[anchors]) - box_centers(box)).pow(2).sum(1)
+            best = anchors[distance.argmin()]
             area = float((box[2] - box[0]) * (box[3] - box[1]))
             candidates.append((area, b, g, int(best)))
     candidates.sort()

@@ -28,12 +28,15 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from locdistill.models.weights import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
+
+if TYPE_CHECKING:
+    from locdistill.models.gfl import GFL
 
 logger = logging.getLogger("locdistill")
 
@@ -317,3 +320,19 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(py_state), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def load_detector(
+    cfg: Any, checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = False
+) -> tuple[GFL, dict[str, Any]]:
+    """The GFL of ``cfg`` (a :class:`~locdistill.config.Config`) with the weights of ``checkpoint``
+    (any format :func:`load_checkpoint_any` reads, mmdetection included), on ``device`` in eval mode,
+    and the checkpoint's ``meta`` (``{}`` when it has none)."""
+    from locdistill.models.gfl import build_gfl
+
+    cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
+    model = build_gfl(cfg.model)
+    ckpt = load_checkpoint_any(checkpoint)
+    load_model_weights(model, ckpt, strict=True, use_ema=use_ema)
+    meta = ckpt.get("meta")
+    return model.to(device).eval(), meta if isinstance(meta, dict) else {}
