@@ -121,6 +121,24 @@ class Batch:
         return int(self.images.shape[0])
 
 
+def targets_look_valid(targets: list[Targets], num_classes: int | None = None) -> bool:
+    """Whether every box of every image is finite with positive size and every label in range: the
+    checks of :func:`check_targets` for a whole batch with one host sync (call ``check_targets`` per
+    image for the message when this is ``False``)."""
+    bad = []
+    for t in targets:
+        boxes, labels = t.boxes, t.labels
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:1]:
+            return False
+        if boxes.numel():
+            finite = torch.isfinite(boxes).all(dim=1)
+            positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            bad.append(~(finite & positive))
+            if num_classes is not None:
+                bad.append((labels < 0) | (labels >= num_classes))
+    return not bad or not bool(torch.cat([b.to(bad[0].device) for b in bad]).any())
+
+
 def check_targets(targets: Targets, meta: ImageMeta | None = None, num_classes: int | None = None) -> None:
     """Raise ``ValueError`` naming the offending box when ``targets`` are malformed.
 

@@ -79,8 +79,8 @@ def atss_assign(
     if ignore_boxes is not None and ignore_boxes.numel() > 0 and ignore_iof_thr > 0:
         ignore_max = bbox_overlaps(anchors, ignore_boxes, mode="iof").max(dim=1).values
         ignored = ignore_max > ignore_iof_thr
-        distances[ignored, :] = INF
-        gt_inds[ignored] = -1
+        distances = torch.where(ignored[:, None], INF, distances)
+        gt_inds = torch.where(ignored, -1, gt_inds)
 
     candidates = []
     start = 0
@@ -115,15 +115,13 @@ def atss_assign(
     )
     is_pos &= margin > 0.01
 
-    # Overlaps kept only at (candidate, GT) pairs that are positive; -INF elsewhere.
+    # Overlaps kept only at (candidate, GT) pairs that are positive; -INF elsewhere. A GT's candidates
+    # are distinct anchors (top-k per level, levels disjoint), so the scatter writes each cell once.
     overlaps_inf = torch.full((num_gt, num_anchors), -INF, dtype=overlaps.dtype, device=device)
-    gt_idx = gt_range[None, :].expand_as(candidate_idxs)
-    pos_gt, pos_anchor = gt_idx[is_pos], candidate_idxs[is_pos]
-    overlaps_inf[pos_gt, pos_anchor] = overlaps[pos_anchor, pos_gt]
+    kept = torch.where(is_pos, candidate_overlaps, torch.full_like(candidate_overlaps, -INF))
+    overlaps_inf.scatter_(1, candidate_idxs.t(), kept.t())
     max_overlaps, argmax = overlaps_inf.t().max(dim=1)
     positive = max_overlaps != -INF
-    gt_inds[positive] = argmax[positive] + 1
-
-    labels = torch.full((num_anchors,), -1, dtype=torch.long, device=device)
-    labels[positive] = gt_labels[argmax[positive]].long()
+    gt_inds = torch.where(positive, argmax + 1, gt_inds)
+    labels = torch.where(positive, gt_labels[argmax].long(), -1)
     return AssignResult(gt_inds, max_overlaps, labels, iou_thr, overlaps)

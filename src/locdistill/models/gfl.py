@@ -20,9 +20,9 @@ from locdistill.models.gfl_head import GFLHead, HeadOutputs
 from locdistill.models.gfl_loss import gfl_loss
 from locdistill.models.integral import Integral
 from locdistill.models.postprocess import PostProcessConfig, postprocess
-from locdistill.models.priors import multi_level_anchors
+from locdistill.models.priors import AnchorGrid
 from locdistill.models.targets import GFLTargets, build_targets
-from locdistill.structures import Detections, ImageMeta, Targets, check_targets
+from locdistill.structures import Detections, ImageMeta, Targets, check_targets, targets_look_valid
 
 
 class GFL(nn.Module):
@@ -62,7 +62,7 @@ class GFL(nn.Module):
         self.giou_weight, self.dfl_weight = giou_weight, dfl_weight
         self.test_cfg = test_cfg or PostProcessConfig()
         self.integral = Integral(head.reg_max)
-        self._anchor_cache: dict[tuple, list[Tensor]] = {}
+        self._anchor_cache: dict[tuple, AnchorGrid] = {}
 
     @property
     def num_classes(self) -> int:
@@ -84,30 +84,37 @@ class GFL(nn.Module):
         """``[B, 3, H, W]`` normalised images -> raw :class:`HeadOutputs` (no decoding, no loss)."""
         return self.head(self.neck(self.backbone(images)))
 
-    def anchors(self, outputs: HeadOutputs) -> list[Tensor]:
-        """Per-level anchors ``[H_l*W_l, 4]`` for the feature sizes of ``outputs`` (cached)."""
+    def anchor_grid(self, outputs: HeadOutputs) -> AnchorGrid:
+        """The :class:`AnchorGrid` of the feature sizes of ``outputs``, built once per size and device."""
         sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in outputs.cls_scores]
         device = outputs.cls_scores[0].device
         key = (tuple(sizes), str(device))
-        if key not in self._anchor_cache:
-            if len(self._anchor_cache) > 32:
+        grid = self._anchor_cache.get(key)
+        if grid is None:
+            if len(self._anchor_cache) >= 32:
                 self._anchor_cache.clear()
-            self._anchor_cache[key] = multi_level_anchors(sizes, self.strides, self.octave_base_scale, device)
-        return self._anchor_cache[key]
+            grid = self._anchor_cache[key] = AnchorGrid(sizes, self.strides, self.octave_base_scale, device)
+        return grid
+
+    def anchors(self, outputs: HeadOutputs) -> list[Tensor]:
+        """Per-level anchors ``[H_l*W_l, 4]`` for the feature sizes of ``outputs`` (cached)."""
+        return self.anchor_grid(outputs).per_level
 
     def get_targets(self, outputs: HeadOutputs, targets: list[Targets], metas: list[ImageMeta]) -> GFLTargets:
         """ATSS assignment of every anchor of the batch; checks the targets first (clear errors)."""
-        for t, m in zip(targets, metas):
-            check_targets(t, m, self.num_classes)
-        sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in outputs.cls_scores]
+        if not targets_look_valid(targets, self.num_classes):  # one host sync for the whole batch
+            for t, m in zip(targets, metas):
+                check_targets(t, m, self.num_classes)
+        grid = self.anchor_grid(outputs)
         return build_targets(
-            self.anchors(outputs),
-            sizes,
+            grid.per_level,
+            grid.featmap_sizes,
             self.strides,
             targets,
             metas,
             self.num_classes,
             self.atss_topk,
+            grid=grid,
         )
 
     def loss(

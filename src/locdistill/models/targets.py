@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from locdistill.models.assigner import AssignResult, atss_assign
-from locdistill.models.priors import valid_flags
+from locdistill.models.priors import AnchorGrid
 from locdistill.structures import ImageMeta, Targets
 
 
@@ -56,46 +56,46 @@ def build_targets(
     metas: list[ImageMeta],
     num_classes: int,
     topk: int = 9,
+    grid: AnchorGrid | None = None,
 ) -> GFLTargets:
     """Assign every image's anchors with ATSS.
 
     Invalid anchors (outside the image's own ``pad_shape``) are removed before the assignment, so the
     per-level top-k runs over valid anchors only, and filled back as background with weight 0.
+    ``grid``: the cached :class:`AnchorGrid` of these anchors (the detector keeps one per feature-map
+    size); without it one is built from ``anchors_per_level``. The results are the same either way.
     """
-    device = anchors_per_level[0].device
-    anchors = torch.cat(anchors_per_level)
-    num_level_anchors = [a.shape[0] for a in anchors_per_level]
-    level_index = torch.cat(
-        [torch.full((n,), i, dtype=torch.long, device=device) for i, n in enumerate(num_level_anchors)]
-    )
-    anchor_strides = torch.tensor(strides, dtype=torch.float32, device=device)[level_index]
+    if grid is None:
+        grid = AnchorGrid(featmap_sizes, strides, per_level=anchors_per_level)
+    anchors = grid.anchors
+    device = anchors.device
     num_anchors = anchors.shape[0]
 
     valid_all, labels_all, weights_all, boxes_all, gt_index_all, assigns = [], [], [], [], [], []
     num_total_pos = torch.zeros((), device=device)
     for tgt, meta in zip(targets, metas):
-        valid = valid_flags(featmap_sizes, strides, meta.pad_shape, device)
-        valid_idx = valid.nonzero().squeeze(1)
-        per_level_valid = [int(v.sum()) for v in valid.split(num_level_anchors)]
+        valid = grid.valid(meta.pad_shape)
         gt_boxes = tgt.boxes.to(device=device, dtype=torch.float32)
         gt_labels = tgt.labels.to(device)
-        result = atss_assign(anchors[valid_idx], per_level_valid, gt_boxes, gt_labels, topk, tgt.ignore_boxes)
+        result = atss_assign(
+            valid.anchors, valid.num_level_anchors, gt_boxes, gt_labels, topk, tgt.ignore_boxes
+        )
+        # Scatter the per-valid-anchor results into all anchors: dense writes, no boolean-mask indexing.
         pos = result.gt_inds > 0
-        neg = result.gt_inds == 0
-        pos_full = valid_idx[pos]
-        assigned = result.gt_inds[pos] - 1
-
+        assigned = torch.where(pos, result.gt_inds - 1, -1)
         labels = torch.full((num_anchors,), num_classes, dtype=torch.long, device=device)
-        labels[pos_full] = gt_labels[assigned].long()
         weights = torch.zeros(num_anchors, device=device)
-        weights[valid_idx[pos | neg]] = 1.0
         boxes = torch.zeros((num_anchors, 4), device=device)
-        boxes[pos_full] = gt_boxes[assigned]
         gt_index = torch.full((num_anchors,), -1, dtype=torch.long, device=device)
-        gt_index[pos_full] = assigned
+        weights[valid.positions] = (result.gt_inds >= 0).to(weights.dtype)
+        gt_index[valid.positions] = assigned
+        if gt_boxes.shape[0] > 0:
+            safe = assigned.clamp(min=0)
+            labels[valid.positions] = torch.where(pos, gt_labels[safe].long(), num_classes)
+            boxes[valid.positions] = torch.where(pos[:, None], gt_boxes[safe], 0.0)
 
         num_total_pos = num_total_pos + pos.sum().clamp(min=1)
-        valid_all.append(valid)
+        valid_all.append(valid.flags)
         labels_all.append(labels)
         weights_all.append(weights)
         boxes_all.append(boxes)
@@ -103,9 +103,9 @@ def build_targets(
         assigns.append(result)
     return GFLTargets(
         anchors=anchors,
-        anchor_strides=anchor_strides,
-        level_index=level_index,
-        num_level_anchors=num_level_anchors,
+        anchor_strides=grid.anchor_strides,
+        level_index=grid.level_index,
+        num_level_anchors=list(grid.num_level_anchors),
         valid=torch.stack(valid_all),
         labels=torch.stack(labels_all),
         label_weights=torch.stack(weights_all),
