@@ -11,11 +11,12 @@ are), with random initial weights (no pretrained download) and SGD in an ``Optim
 
 Protocol (one JSON object per line on stdin; one JSON reply per line on stdout):
 
-* ``{"cmd": "init", "inputs": PATH, "threads": 2, "amp": false, "lr": 1e-4}`` builds everything;
+* ``{"cmd": "init", "inputs": PATH, "threads": 2, "lr": 1e-4}`` builds everything;
   ``PATH`` is a ``torch.save`` of ``{"images": [uint8 [3, H, W] BGR], "boxes": [[N, 4]], "labels": [[N]]}``.
-* ``{"cmd": "plain"}`` / ``{"cmd": "ld"}``: one ``model.train_step(data, optim_wrapper)`` (preprocessing,
-  forward, losses, backward, SGD step), timed here; reply ``{"s": seconds, "loss": total}``.
-* ``{"cmd": "teacher"}``: the LD teacher's no-grad forward on the preprocessed batch, as
+* ``{"cmd": "plain", "amp": false}`` / ``{"cmd": "ld", "amp": false}``: one
+  ``model.train_step(data, optim_wrapper)`` (preprocessing, forward, losses, backward, SGD step), timed
+  here; reply ``{"s": seconds, "loss": total}``.
+* ``{"cmd": "teacher", "amp": false}``: the LD teacher's no-grad forward on the preprocessed batch, as
   ``KnowledgeDistillationSingleStageDetector.loss`` runs it; reply ``{"s": seconds}``.
 * ``{"cmd": "quit"}``.
 
@@ -61,16 +62,18 @@ def _configs_dir() -> Path:
     return Path(mmdet.__file__).parent / ".mim" / "configs"
 
 
-def build(inputs_path: str, lr: float, amp: bool) -> dict[str, Any]:
+def build(inputs_path: str, lr: float) -> dict[str, Any]:
     import torch
     from mmdet.registry import MODELS
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.optim import OptimWrapper
     from mmengine.runner.amp import autocast
     from mmengine.structures import InstanceData
 
+    MMLogger.get_instance("mmengine", log_level="WARNING")  # no per-parameter init report
     register_all_modules()
     configs = _configs_dir()
     torch.manual_seed(0)
@@ -102,10 +105,11 @@ def build(inputs_path: str, lr: float, amp: bool) -> dict[str, Any]:
             with super().optim_context(model), autocast(device_type="cpu", dtype=torch.bfloat16):
                 yield
 
-    def wrapper(model: Any) -> OptimWrapper:
+    def wrappers(model: Any) -> dict[bool, OptimWrapper]:
+        """float32 and bf16-autocast wrappers around one SGD (keyed by ``amp``)."""
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
-        return CpuBf16OptimWrapper(optimizer) if amp else OptimWrapper(optimizer)
+        return {False: OptimWrapper(optimizer), True: CpuBf16OptimWrapper(optimizer)}
 
     raw = torch.load(inputs_path, weights_only=True)
     samples = []
@@ -123,8 +127,8 @@ def build(inputs_path: str, lr: float, amp: bool) -> dict[str, Any]:
     return {
         "plain": plain,
         "ld": ld,
-        "plain_optim": wrapper(plain),
-        "ld_optim": wrapper(ld),
+        "plain_optim": wrappers(plain),
+        "ld_optim": wrappers(ld),
         "data": data,
     }
 
@@ -134,7 +138,6 @@ def main() -> None:
     import torch
 
     state: dict[str, Any] = {}
-    amp = False
     out = sys.stdout
     sys.stdout = sys.stderr  # anything mmdet prints must not break the protocol
     for line in sys.stdin:
@@ -143,8 +146,7 @@ def main() -> None:
         reply: dict[str, Any] = {}
         if cmd == "init":
             torch.set_num_threads(int(msg.get("threads", 2)))
-            amp = bool(msg.get("amp", False))
-            state = build(msg["inputs"], float(msg.get("lr", 1e-4)), amp)
+            state = build(msg["inputs"], float(msg.get("lr", 1e-4)))
             import mmcv
             import mmdet
             import mmengine
@@ -159,6 +161,7 @@ def main() -> None:
         elif cmd in ("plain", "ld", "teacher"):
             from mmengine.runner.amp import autocast
 
+            amp = bool(msg.get("amp", False))
             ctx = autocast(device_type="cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
             if cmd == "teacher":
                 model = state["ld"]
@@ -169,7 +172,7 @@ def main() -> None:
                     model.teacher_model.bbox_head(feats)
                 reply = {"s": time.perf_counter() - t0}
             else:
-                model, optim = state[cmd], state[f"{cmd}_optim"]
+                model, optim = state[cmd], state[f"{cmd}_optim"][amp]
                 data = state["data"]()
                 t0 = time.perf_counter()
                 log_vars = model.train_step(data, optim)

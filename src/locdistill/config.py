@@ -145,7 +145,8 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     """SGD with linear warm-up and step decay. ``lr`` is stated for a total batch of 16 and scaled by
-    the seed's rule ``lr = total_batch / 16 * lr`` at run time."""
+    the seed's rule ``lr = total_batch / 16 * lr`` at run time. ``implementation``: PyTorch's SGD
+    kernels (``for-loop``, ``foreach`` or ``fused``; same updates, see ``engine/optim.py``)."""
 
     lr: float = 0.01
     momentum: float = 0.9
@@ -156,18 +157,26 @@ class OptimConfig:
     gamma: float = 0.1
     grad_clip: float | None = None
     scale_lr: bool = True
+    implementation: Literal["for-loop", "foreach", "fused"] = "for-loop"
 
 
 @dataclass
 class TrainConfig:
     """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
-    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs)."""
+    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
+    Speed settings (``engine/performance.py``, measured in ``docs/benchmarks.md``): ``channels_last``,
+    ``compile`` (torch.compile of the detectors' forward) with ``compile_dynamic`` (``None``: static,
+    then dynamic sizes after the first size change), and ``mkldnn_fp32_precision`` (oneDNN's float32
+    math mode on CPU: ``none`` or ``bf16``/``tf32`` reduced-precision inputs with float32 results)."""
 
     epochs: int = 12
     optim: OptimConfig = field(default_factory=OptimConfig)
     amp: bool = False
     amp_dtype: Literal["float16", "bfloat16"] = "float16"
     channels_last: bool = False
+    compile: bool = False
+    compile_dynamic: bool | None = None
+    mkldnn_fp32_precision: Literal["none", "bf16", "tf32"] = "none"
     ema: bool = False
     ema_decay: float = 0.9998
     sync_bn: bool = False

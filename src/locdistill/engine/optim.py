@@ -33,13 +33,25 @@ def scaled_lr(base_lr: float, total_batch: int, scale: bool = True) -> float:
 
 
 def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig, lr: float) -> SGD:
-    """SGD over the trainable parameters (``requires_grad``) with momentum and weight decay on all."""
+    """SGD over the trainable parameters (``requires_grad``) with momentum and weight decay on all.
+
+    ``cfg.implementation`` picks PyTorch's kernels: ``for-loop`` (one op per parameter), ``foreach``
+    (multi-tensor ops) or ``fused`` (one fused kernel); the updates are the same.
+    """
     if isinstance(params, nn.Module):
         params = params.parameters()
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
-    return SGD(trainable, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    impl = getattr(cfg, "implementation", "for-loop")
+    return SGD(
+        trainable,
+        lr=lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        foreach=impl == "foreach",
+        fused=True if impl == "fused" else None,
+    )
 
 
 def lr_factor(

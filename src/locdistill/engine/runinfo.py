@@ -89,7 +89,8 @@ def pick_device() -> torch.device:
 
 
 def amp_settings(cfg: Config, device: torch.device) -> tuple[bool, torch.dtype, bool]:
-    """``(autocast on, its dtype, GradScaler on)``: AMP only on CUDA; the scaler only for float16."""
+    """``(autocast on, its dtype, GradScaler on)``: AMP on CUDA, and on CPU in bfloat16; the scaler only
+    for float16."""
     dtype = torch.bfloat16 if getattr(cfg.train, "amp_dtype", "float16") == "bfloat16" else torch.float16
-    use_amp = bool(cfg.train.amp) and device.type == "cuda"
+    use_amp = bool(cfg.train.amp) and (device.type == "cuda" or dtype == torch.bfloat16)
     return use_amp, dtype, use_amp and dtype == torch.float16

@@ -45,6 +45,7 @@ from locdistill.engine.ema import ModelEMA
 from locdistill.engine.loader import set_epoch, skip_batches
 from locdistill.engine.logger import MetricsWriter, setup_logger
 from locdistill.engine.optim import build_optimizer, build_scheduler, clip_grad_norm, scaled_lr
+from locdistill.engine.performance import compile_training_module, set_mkldnn_fp32_precision
 from locdistill.engine.runinfo import (
     amp_settings,
     environment_info,
@@ -252,7 +253,9 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     )
     use_amp, amp_dtype, use_scaler = amp_settings(cfg, device)
     if tc.amp and not use_amp:
-        log.info("train.amp is ignored on %s (AMP runs on CUDA only)", device.type)
+        log.info(
+            "train.amp is ignored on %s (float16 AMP runs on CUDA only; bfloat16 also on CPU)", device.type
+        )
     optimizer = build_optimizer(model, tc.optim, lr)
     st = TrainState(
         model=model,
@@ -285,6 +288,9 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
             iters_per_epoch,
             st.pos.global_iter,
         )
+    set_mkldnn_fp32_precision(tc.mkldnn_fp32_precision)
+    if tc.compile:  # after the EMA copy and the resume: those see the plain modules
+        compile_training_module(module, tc.compile_dynamic)
     ddp_module = wrap_ddp(module, device) if world_size > 1 else module
 
     meta: dict[str, Any] = {k: env[k] for k in ("locdistill_version", "git_rev", "torch", "world_size")}

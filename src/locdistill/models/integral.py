@@ -11,7 +11,7 @@ class Integral(nn.Module):
     """Softmax over the ``reg_max + 1`` bins of each side, dot with ``[0, 1, ..., reg_max]``.
 
     Input ``[..., 4*(reg_max+1)]`` logits laid out side-major (``channel = side*(reg_max+1) + bin``,
-    sides left, top, right, bottom); output ``[..., 4]`` distances in bin (= stride) units.
+    sides left, top, right, bottom); output ``[..., 4]`` float32 distances in bin (= stride) units.
     """
 
     project: Tensor
@@ -23,5 +23,7 @@ class Integral(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape[:-1]
-        prob = F.softmax(x.reshape(-1, self.reg_max + 1), dim=1)
-        return F.linear(prob, self.project.to(prob.dtype)).reshape(*shape, 4)
+        # In float32 also under autocast, which would run the linear in 16 bits (0.06-bin steps at 16).
+        with torch.autocast(x.device.type, enabled=False):
+            prob = F.softmax(x.reshape(-1, self.reg_max + 1).float(), dim=1)
+            return F.linear(prob, self.project.to(prob.dtype)).reshape(*shape, 4)
