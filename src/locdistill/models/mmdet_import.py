@@ -9,6 +9,7 @@ file nor lets it change anything outside the returned data.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from locdistill.models.restricted_pickle import (
     plain_data,
     restricted_load,
 )
+from locdistill.utils.atomic_write import atomic_write
 
 __all__ = [
     "DEFAULT_MAX_STORAGE_BYTES",
@@ -118,9 +120,10 @@ def infer_head_settings(state: dict[str, Tensor]) -> dict[str, Any]:
 def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]:
     """``locdistill convert --from-mmdet``: write an mmdetection GFL/LD checkpoint in our format.
 
-    The output holds ``model`` (our key names), and ``meta`` with the source's plain metadata, the
-    head settings read from the weights and the keys that could not be placed (an LD checkpoint's
-    teacher). Prints nothing; returns a report dict.
+    The output holds ``model`` (our key names), and ``meta`` with the source's plain metadata, its class
+    names, the head settings read from the weights and the keys that could not be placed (an LD
+    checkpoint's teacher); a ``.safetensors`` output keeps ``meta`` as JSON in its metadata. The file is
+    written atomically with the usual permissions. Prints nothing; returns a report dict.
     """
     from locdistill.models.weights import sha256_file
 
@@ -136,15 +139,15 @@ def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]
         "class_names": mmdet_class_names(obj),
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".safetensors":
+    meta = {"converted_from": "mmdetection", **_plain(report)}
+    if out.suffix == ".safetensors":  # the layout of engine.checkpoint.save_checkpoint: meta as JSON
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "locdistill"})
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        metadata = {"format": "pt", "meta": json.dumps(meta)}
+        atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     else:
-        tmp = out.with_name(out.name + ".tmp")
-        torch.save({"model": state, "meta": {"converted_from": "mmdetection", **_plain(report)}}, tmp)
-        tmp.replace(out)
+        atomic_write(out, lambda tmp: torch.save({"model": state, "meta": meta}, tmp))
     return report
 
 

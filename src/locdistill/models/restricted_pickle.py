@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from locdistill.weights_sniff import describe_unreadable
+
 DEFAULT_MAX_STORAGE_BYTES = 8 << 30
 """Default cap on the bytes of all tensor storages of one file (8 GiB; a GFL X101-DCN is ~0.4 GiB)."""
 
@@ -312,9 +314,14 @@ def restricted_load(path: str | Path, max_storage_bytes: int = DEFAULT_MAX_STORA
     """Load a torch checkpoint keeping tensors and plain data; see the module docstring.
 
     Raises:
+        ValueError: naming ``path`` and what it is, when it is no torch checkpoint (see
+            :func:`locdistill.weights_sniff.describe_unreadable`).
         UnsafeCheckpointError: naming ``path``, when the pickle does what a weights file never does or
             its tensors pass ``max_storage_bytes``.
     """
+    problem = describe_unreadable(path)  # an LFS pointer, a text file, a raw pickle, a tar archive ...
+    if problem is not None:
+        raise ValueError(problem)
     module = _pickle_module(max_storage_bytes)
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)  # type: ignore[arg-type]
