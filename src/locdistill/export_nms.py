@@ -46,20 +46,20 @@ def pairwise_iou_diou(a: Tensor, b: Tensor, beta: float = DIOU_BETA) -> tuple[Te
     (``rho`` centre distance, ``c`` diagonal of the enclosing box), union clamped to the smallest normal
     float.
     """
-    a, b = a[:, :, None, :], b[:, None, :, :]
-    lo1, hi1, lo2, hi2 = a[..., :2], a[..., 2:], b[..., :2], b[..., 2:]
-    wh = (torch.minimum(hi1, hi2) - torch.maximum(lo1, lo2)).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    size1, size2 = hi1 - lo1, hi2 - lo2
-    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - inter
+    # one [B, P, 1] / [B, 1, Q] tensor per coordinate: no gathers on the [B, P, Q] products
+    ax1, ay1, ax2, ay2 = (t.unsqueeze(2) for t in a.unbind(-1))
+    bx1, by1, bx2, by2 = (t.unsqueeze(1) for t in b.unbind(-1))
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+    inter = iw * ih
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     iou = inter / union.clamp(min=torch.finfo(torch.float32).tiny)
-    enclose = torch.maximum(hi1, hi2) - torch.minimum(lo1, lo2)
-    enclose = enclose * enclose
-    c2 = enclose[..., 0] + enclose[..., 1] + 1e-7
-    delta = (lo2 + hi2) / 2 - (lo1 + hi1) / 2
-    delta = delta * delta
-    rho2 = delta[..., 0] + delta[..., 1]
-    return iou, iou - torch.pow(rho2 / c2, beta)
+    cw = torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)
+    ch = torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
+    c2 = cw * cw + ch * ch + 1e-7
+    dx = (bx1 + bx2) / 2 - (ax1 + ax2) / 2
+    dy = (by1 + by2) / 2 - (ay1 + ay2) / 2
+    return iou, iou - torch.pow((dx * dx + dy * dy) / c2, beta)
 
 
 def _gather_rows(x: Tensor, index: Tensor) -> Tensor:
