@@ -11,8 +11,9 @@ from locdistill.config import BackboneConfig, HeadConfig, ModelConfig, NeckConfi
 from locdistill.config import TestConfig as ModelTestConfig
 from locdistill.export import ExportableGFL
 from locdistill.export_nms import ExportPostprocess, cluster_keep, pairwise_iou_diou
+from locdistill.models.cluster_nms import score_voting_cluster_diou_nms
 from locdistill.models.gfl import build_gfl
-from locdistill.models.nms import diou_matrix, score_voting_cluster_diou_nms
+from locdistill.ops.diou import diou_matrix
 from locdistill.structures import ImageMeta
 
 

@@ -30,9 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.export_nms import ExportPostprocess, decode
-from locdistill.models.box_ops import box_centers
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_loss import flatten_levels
+from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta
 from locdistill.utils.atomic_write import atomic_write
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from locdistill.models.box_ops import distance2bbox
+from locdistill.ops.box_ops import distance2bbox
+from locdistill.ops.diou import iou_and_diou
 
 EXPORTABLE_NMS_TYPES = ("nms", "voting_cluster_diou")
 DIOU_BETA = 0.8  # as models.nms.score_voting_cluster_diou_nms
@@ -40,26 +41,9 @@ VOTE_SIGMA = 0.025
 
 
 def pairwise_iou_diou(a: Tensor, b: Tensor, beta: float = DIOU_BETA) -> tuple[Tensor, Tensor]:
-    """IoU and DIoU of every pair: ``a [B, P, 4]``, ``b [B, Q, 4]`` (xyxy) -> two ``[B, P, Q]``.
-
-    The formula of :func:`locdistill.models.nms._pair_diou`: ``DIoU = IoU - (rho^2 / (c^2 + 1e-7))^beta``
-    (``rho`` centre distance, ``c`` diagonal of the enclosing box), union clamped to the smallest normal
-    float.
-    """
-    # one [B, P, 1] / [B, 1, Q] tensor per coordinate: no gathers on the [B, P, Q] products
-    ax1, ay1, ax2, ay2 = (t.unsqueeze(2) for t in a.unbind(-1))
-    bx1, by1, bx2, by2 = (t.unsqueeze(1) for t in b.unbind(-1))
-    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
-    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
-    inter = iw * ih
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    iou = inter / union.clamp(min=torch.finfo(torch.float32).tiny)
-    cw = torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)
-    ch = torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
-    c2 = cw * cw + ch * ch + 1e-7
-    dx = (bx1 + bx2) / 2 - (ax1 + ax2) / 2
-    dy = (by1 + by2) / 2 - (ay1 + ay2) / 2
-    return iou, iou - torch.pow((dx * dx + dy * dy) / c2, beta)
+    """IoU and DIoU (:func:`locdistill.ops.diou.iou_and_diou`) of every pair: ``a [B, P, 4]``,
+    ``b [B, Q, 4]`` (xyxy) -> two ``[B, P, Q]``."""
+    return iou_and_diou(a[:, :, None, :], b[:, None, :, :], beta)
 
 
 def _gather_rows(x: Tensor, index: Tensor) -> Tensor:
