@@ -44,9 +44,9 @@ from locdistill.config import DistillConfig, LDTermConfig, ModelConfig, OptimCon
 from locdistill.data.collate import collate  # noqa: E402
 from locdistill.data.transforms import Normalize  # noqa: E402
 from locdistill.distill.distiller import Distiller  # noqa: E402
+from locdistill.engine.build import DetectorLoss  # noqa: E402
 from locdistill.engine.optim import build_optimizer  # noqa: E402
 from locdistill.engine.performance import compile_training_module, set_mkldnn_fp32_precision  # noqa: E402
-from locdistill.engine.train import DetectorLoss  # noqa: E402
 from locdistill.models.gfl import build_gfl  # noqa: E402
 from locdistill.structures import Batch, ImageMeta, Targets  # noqa: E402
 

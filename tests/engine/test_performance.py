@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from locdistill.config import Config, OptimConfig
+from locdistill.engine.build import DetectorLoss
+from locdistill.engine.device import amp_settings
 from locdistill.engine.optim import build_optimizer
 from locdistill.engine.performance import (
     compile_detector,
     compile_training_module,
     set_mkldnn_fp32_precision,
 )
-from locdistill.engine.runinfo import amp_settings
-from locdistill.engine.train import DetectorLoss
 from locdistill.models.gfl import GFL
 from locdistill.models.integral import Integral
 from locdistill.structures import Batch, ImageMeta, Targets
-from tests.test_distill import tiny_gfl
+from tests.helpers import tiny_gfl
 
 
 def sized_batch(h: int, w: int, seed: int) -> Batch:

@@ -9,7 +9,7 @@ from locdistill.models.assigner import atss_assign
 from locdistill.models.priors import AnchorGrid, multi_level_anchors, valid_counts, valid_flags
 from locdistill.models.targets import build_targets
 from locdistill.structures import ImageMeta, Targets, targets_look_valid
-from tests.test_distill import tiny_gfl
+from tests.helpers import tiny_gfl
 
 STRIDES = [8, 16, 32, 64, 128]
 
