@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The training-speed figures of docs/benchmarks.md section 1, in one command, from the repository root:
+#   bash benchmarks/run_speed.sh [MMDET_PYTHON]
+# MMDET_PYTHON: the python of a separate environment with mmdet 3.3.0, mmengine and mmcv-lite (default
+# $MMDET_PYTHON, else /work/mmdet_venv/bin/python when it exists); without one, only our side is timed.
+# Writes benchmarks/results/train_step.json (plain, LD, teacher forward per variant, side by side with
+# mmdetection's train_step in fp32 and bf16 autocast) and benchmarks/results/profile_train_step.json.
+# Run it on an otherwise idle machine: the steps are interleaved, but other load still adds noise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+mmdet="${1:-${MMDET_PYTHON:-/work/mmdet_venv/bin/python}}"
+mmdet_args=()
+if [[ -x "$mmdet" ]]; then mmdet_args=(--mmdet "$mmdet"); else echo "no mmdetection python at $mmdet: timing locdistill only" >&2; fi
+mkdir -p benchmarks/results
+python benchmarks/bench_train_step.py "${mmdet_args[@]}" \
+    --variants eager,channels_last,foreach,compile,channels_last+compile,bf16,bf16+channels_last \
+    --out benchmarks/results/train_step.json
+python benchmarks/profile_train_step.py --out benchmarks/results/profile_train_step.json
