@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
-python benchmarks/bench_train_step.py --out benchmarks/results/train_step.json
+bash benchmarks/run_speed.sh  # train_step.json (with mmdetection when its python is found), profile_train_step.json
 python benchmarks/bench_inference.py --out benchmarks/results/inference.json
 python benchmarks/bench_nms.py --out benchmarks/results/nms.json
 python benchmarks/bench_coco_eval.py --out benchmarks/results/coco_eval.json
