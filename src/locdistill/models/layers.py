@@ -33,7 +33,8 @@ class ConvNorm(nn.Module):
         x = self.conv(x)
         if self.gn is not None:
             x = self.gn(x)
-        return torch.relu(x) if self.relu else x
+        # In place, as mmcv's ConvModule: neither the conv nor GroupNorm needs its output for backward.
+        return torch.relu_(x) if self.relu else x
 
 
 class Scale(nn.Module):
