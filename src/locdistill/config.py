@@ -170,8 +170,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
-    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
+    """The training run. ``amp``: autocast in ``amp_dtype`` on CUDA, and on CPU in bfloat16 (float16 AMP
+    is ignored on CPU); float16 also uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
     Speed settings (``engine/performance.py``, measured in ``docs/benchmarks.md``): ``channels_last``,
     ``compile`` (torch.compile of the detectors' forward) with ``compile_dynamic`` (``None``: static,
     then dynamic sizes after the first size change), and ``mkldnn_fp32_precision`` (oneDNN's float32

@@ -50,9 +50,9 @@ def train_losses(model: GFL, sizes: list[tuple[int, int]], steps: int = 10) -> l
 @pytest.mark.slow
 def test_compiled_training_matches_eager_at_changing_sizes() -> None:
     torch._dynamo.reset()
-    sizes = [(128, 128), (96, 160)]  # alternating: the second size recompiles once with dynamic sizes
+    sizes = [(128, 128), (96, 160)]  # alternating sizes, one graph compiled with dynamic sizes
     eager = train_losses(tiny_gfl(0), sizes)
-    compiled_model = compile_detector(tiny_gfl(0))
+    compiled_model = compile_detector(tiny_gfl(0), dynamic=True)
     compiled = train_losses(compiled_model, sizes)
     for step, (e, c) in enumerate(zip(eager, compiled)):
         for k in e:
