@@ -133,3 +133,20 @@ def test_the_import_reader_resolves_every_form() -> None:
 def test_no_source_file_over_400_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_distill_reads_no_config_or_weight_files() -> None:
+    """The engine builds and loads the teacher; ``distill/`` receives it and reads nothing itself."""
+    readers = {"locdistill.config.load_config", "locdistill.models.weights", "locdistill.models.mmdet_import"}
+    wrong = []
+    for path in sorted((PACKAGE / "distill").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            wrong += [
+                f"{path.name} imports {n}" for n in names if n in readers or n in ("yaml", "safetensors")
+            ]
+    assert not wrong, wrong
