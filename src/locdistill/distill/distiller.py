@@ -1,8 +1,9 @@
 """Teacher -> student wrapper used for training with LD.
 
-The teacher is a :class:`~locdistill.models.gfl.GFL` loaded from its own config and checkpoint. It is
-kept in eval mode (also after ``.train()``), runs under ``torch.inference_mode`` on the very batch
-tensor the student sees, has no trainable parameters (so it is outside the optimizer and DDP's
+The teacher is a trained :class:`~locdistill.models.gfl.GFL`, built by the engine
+(:mod:`locdistill.engine.teacher`) and passed in: nothing here reads configs or files. It is kept in
+eval mode (also after ``.train()``), runs under ``torch.inference_mode`` on the very batch tensor the
+student sees, has no trainable parameters (so it is outside the optimizer and DDP's
 gradient sync), is dropped from ``state_dict()``, and still moves with ``.to()``.
 """
 
@@ -10,19 +11,17 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from locdistill.config import Config, DistillConfig, load_config
+from locdistill.config import Config, DistillConfig
 from locdistill.distill.ld_loss import batch_scale, main_kd_loss, main_ld_loss, vlr_ld_loss
 from locdistill.distill.regions import vlr_region
-from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.gfl_loss import flatten_levels, positive_samples
-from locdistill.models.weights import load_detector_weights, sha256_file
 from locdistill.structures import Batch
 
 log = logging.getLogger(__name__)
@@ -181,38 +180,11 @@ def _drop_teacher_keys(module: nn.Module, state: dict[str, Any], prefix: str, lo
         del state[key]
 
 
-def resolve_teacher_config(cfg: Config) -> Path:
-    """The teacher config path: as given, else relative to the student config's folder."""
-    assert cfg.distill is not None
-    given = Path(cfg.distill.teacher_config)
-    if not given.is_absolute() and cfg.source:
-        beside = Path(cfg.source).parent / given
-        if beside.is_file():
-            return beside
-    return given
-
-
-def build_teacher(cfg: Config) -> tuple[GFL, str]:
-    """Build the teacher from its own config and load its checkpoint; returns ``(teacher, sha256)``."""
-    d = cfg.distill
-    if d is None:
+def build_distiller(cfg: Config, student: GFL, teacher: GFL, teacher_sha256: str = "") -> Distiller:
+    """The training module for a config with a ``distill`` section. The teacher is built by the engine
+    (:func:`locdistill.engine.teacher.build_teacher`); ``teacher_sha256`` goes into the checkpoints."""
+    if cfg.distill is None:
         raise ValueError("the config has no 'distill' section")
-    if not d.teacher_config:
-        raise ValueError("distill.teacher_config is required: the teacher's own config file")
-    if not d.teacher_checkpoint:
-        raise ValueError("distill.teacher_checkpoint is required: the trained teacher's weights")
-    t_cfg = load_config(resolve_teacher_config(cfg))
-    t_cfg.model.backbone.pretrained = False  # its weights come from the checkpoint
-    teacher = build_gfl(t_cfg.model)
-    report = load_detector_weights(teacher, d.teacher_checkpoint)
-    log.info("teacher %s loaded from %s (%s format)", t_cfg.source, d.teacher_checkpoint, report.format)
-    return teacher, sha256_file(d.teacher_checkpoint)
-
-
-def build_distiller(cfg: Config, student: GFL) -> Distiller:
-    """The training module for a config with a ``distill`` section."""
-    assert cfg.distill is not None
-    teacher, digest = build_teacher(cfg)
     distiller = Distiller(student, teacher, cfg.distill, cfg.data.images_per_gpu)
-    distiller.teacher_sha256 = digest
+    distiller.teacher_sha256 = teacher_sha256
     return distiller

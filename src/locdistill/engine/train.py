@@ -166,8 +166,10 @@ def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn
             logger.warning("train.sync_bn is ignored on %s (SyncBatchNorm needs CUDA)", device.type)
     if cfg.distill is not None:
         from locdistill.distill.distiller import build_distiller
+        from locdistill.engine.teacher import build_teacher
 
-        return model, build_distiller(cfg, model)
+        teacher, digest = build_teacher(cfg)
+        return model, build_distiller(cfg, model, teacher, digest)
     return model, DetectorLoss(model)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from locdistill.models.mmdet_keys import convert_detector_state_dict
+from locdistill.weights.mmdet_keys import convert_detector_state_dict
 
 # Globals a tensor checkpoint needs; everything here only rebuilds tensors or plain containers.
 _ALLOWED: dict[tuple[str, str], Any] = {
@@ -183,7 +183,7 @@ def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]
     head settings read from the weights and the keys that could not be placed (an LD checkpoint's
     teacher). Prints nothing; returns a report dict.
     """
-    from locdistill.models.weights import sha256_file
+    from locdistill.utils.hashing import sha256_file
 
     obj = restricted_load(src)
     state, skipped = mmdet_state_dict(obj, str(src))
