@@ -127,7 +127,7 @@ def to_uint8_chw(image: ImageInput) -> Tensor:
             raise ValueError(
                 f"an image array must be HxWx3 uint8 RGB, got shape {tuple(image.shape)} dtype {image.dtype}"
             )
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).contiguous()
     from PIL import Image
 
     if isinstance(image, Image.Image):

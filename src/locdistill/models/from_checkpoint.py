@@ -98,11 +98,12 @@ def stored_config_summary(file: WeightsFile) -> str:
         if head.get("dgqp"):
             parts.append("GFL v2 (dgqp)")
         return f"the checkpoint stores a config with {', '.join(parts)}"
-    state = file.content.get("state_dict") if file.format == "mmdetection" else file.content.get("model")
-    for key in ("bbox_head.gfl_cls.weight", "head.gfl_cls.weight"):
-        weight = state.get(key) if isinstance(state, dict) else None
-        if isinstance(weight, torch.Tensor):
-            return f"the checkpoint stores no config; its {key} has {weight.shape[0]} classes"
+    content = file.content
+    for state in (content.get("model"), content.get("state_dict"), content):
+        for key in ("head.gfl_cls.weight", "bbox_head.gfl_cls.weight", "module.head.gfl_cls.weight"):
+            weight = state.get(key) if isinstance(state, dict) else None
+            if isinstance(weight, torch.Tensor):
+                return f"the checkpoint stores no config; its {key} has {weight.shape[0]} classes"
     return "the checkpoint stores no config"
 
 

@@ -175,9 +175,18 @@ def _unreadable(path: Path, e: BaseException) -> WeightsError:
     described = describe_unreadable(path)
     if described:
         return WeightsError(f"cannot read checkpoint {path}: {described}")
+    if path.stat().st_size == 0:
+        return WeightsError(f"cannot read checkpoint {path}: the file is empty")
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     detail = next((line for line in lines if "Unsupported" in line), lines[0] if lines else type(e).__name__)
-    return WeightsError(f"cannot read checkpoint {path}: not a torch or safetensors weights file ({detail})")
+    detail = detail.split(". ")[0].removeprefix("WeightsUnpickler error: ")
+    if path.suffix == SAFETENSORS_SUFFIX:
+        return WeightsError(f"cannot read checkpoint {path}: a damaged safetensors file ({detail})")
+    with open(path, "rb") as f:
+        zip_magic = f.read(4) == b"PK\x03\x04"  # torch.save's zip format, cut short or damaged
+    if zip_magic:
+        return WeightsError(f"cannot read checkpoint {path}: a damaged torch checkpoint ({detail})")
+    return WeightsError(f"cannot read checkpoint {path}: not a torch checkpoint ({detail})")
 
 
 def describe_unreadable(path: Path) -> str | None:
