@@ -230,13 +230,13 @@ def test_unreadable_files_are_described_by_the_sniffer_when_installed(
 
     def describe_unreadable(path: Path) -> str | None:
         seen.append(Path(path))
-        return "a Git LFS pointer file (run 'git lfs pull')" if Path(path).name == "lfs.pth" else None
+        return f"{path} is a Git LFS pointer, not the weights" if Path(path).name == "lfs.pth" else None
 
     fake = types.ModuleType("locdistill.weights_sniff")
     fake.describe_unreadable = describe_unreadable  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "locdistill.weights_sniff", fake)
     lfs = _write(tmp_path / "lfs.pth", b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n")
-    with pytest.raises(WeightsError, match=r"lfs\.pth: a Git LFS pointer file \(run 'git lfs pull'\)"):
+    with pytest.raises(WeightsError, match=r"^\S+lfs\.pth is a Git LFS pointer, not the weights$"):
         read_weights(lfs)
     text = _write(tmp_path / "notes.pth", b"not weights\n")
     with pytest.raises(WeightsError, match="cannot read checkpoint .*notes.pth: not a torch checkpoint"):

@@ -173,8 +173,10 @@ def _refusal(path: Path, e: pickle.UnpicklingError) -> WeightsError | None:
 def _unreadable(path: Path, e: BaseException) -> WeightsError:
     """One line saying what an unreadable file is: the sniffer's description, else the error's gist."""
     described = describe_unreadable(path)
-    if described:
-        return WeightsError(f"cannot read checkpoint {path}: {described}")
+    if described:  # the sniffer's line names the file itself
+        return WeightsError(
+            described if str(path) in described else f"cannot read checkpoint {path}: {described}"
+        )
     if path.stat().st_size == 0:
         return WeightsError(f"cannot read checkpoint {path}: the file is empty")
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
