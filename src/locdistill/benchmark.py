@@ -151,6 +151,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     """``locdistill benchmark [CONFIG] [CKPT] [--num-images N] [--warmup W] [--img-size H W] ...``
     (a config alone times random weights; a checkpoint alone uses the config stored in it)."""
     from locdistill.config import load_config
+    from locdistill.engine.device import pick_device
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
     from locdistill.models.gfl import build_gfl
     from locdistill.utils.fuse import fuse_conv_bn
@@ -164,7 +165,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         cfg.model.backbone.pretrained = False
         model = build_gfl(cfg.model).eval()
     fused = fuse_conv_bn(model) if args.fuse_conv_bn else 0
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     model.to(device)
     long_side, short_side = cfg.data.img_scale
     size = (int(args.img_size[0]), int(args.img_size[1])) if args.img_size else (short_side, long_side)

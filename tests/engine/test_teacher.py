@@ -16,7 +16,7 @@ from locdistill.engine.teacher import build_teacher, resolve_teacher_config
 from locdistill.models.gfl import build_gfl
 from locdistill.utils.hashing import sha256_file
 from locdistill.weights import WeightsError
-from tests.test_engine import tiny_config
+from tests.helpers import tiny_config
 
 DISTILL = Path(__file__).resolve().parents[2] / "src" / "locdistill" / "distill"
 

@@ -10,10 +10,10 @@ import torch
 
 from locdistill.config import Config, ConfigError, dump_config, to_dict
 from locdistill.engine.checkpoint import save_checkpoint
-from locdistill.models.from_checkpoint import build_detector_from_checkpoint, is_config_path
+from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.models.gfl import GFL, build_gfl
 from locdistill.weights import WeightsError
-from tests.test_engine import tiny_config
+from tests.helpers import tiny_config
 
 NAMES = ["rectangle", "ellipse", "triangle", "cross", "ring"]
 
@@ -109,8 +109,3 @@ def test_a_file_without_config_needs_one(tmp_path: Path) -> None:
         WeightsError, match=r"the checkpoint stores no config; its head.gfl_cls.weight has 5 classes$"
     ):
         build_detector_from_checkpoint(tmp_path / "plain.pth", bigger)
-
-
-def test_is_config_path() -> None:
-    assert is_config_path("a/b.yaml") and is_config_path("B.YML")
-    assert not is_config_path("w.pth") and not is_config_path("w.safetensors") and not is_config_path("gfl/x")

@@ -26,8 +26,6 @@ from locdistill.config import Config, ConfigError, apply_overrides, config_from_
 from locdistill.models.gfl import GFL, build_gfl
 from locdistill.weights import LoadReport, WeightsError, WeightsFile, load_weights, read_weights
 
-CONFIG_SUFFIXES = (".yaml", ".yml")
-
 
 @dataclass
 class CheckpointInfo:
@@ -47,35 +45,36 @@ class CheckpointInfo:
     report: LoadReport
 
 
-def is_config_path(arg: str | Path) -> bool:
-    """Whether a command-line argument names a config (``.yaml`` / ``.yml``) rather than weights."""
-    return Path(arg).suffix.lower() in CONFIG_SUFFIXES
-
-
-def detector_config(
-    file: WeightsFile, cfg: Config | str | Path | None = None, overrides: Sequence[str] = ()
-) -> tuple[Config, str]:
-    """``(config, description)`` for the model of ``file``: ``cfg`` when given, else the stored one,
-    with ``overrides`` applied; a copy, so the caller's ``Config`` is never changed."""
+def given_config(cfg: Config | str | Path, overrides: Sequence[str] = ()) -> tuple[Config, str]:
+    """``(config, description)`` of a config path or object with ``overrides`` applied; a copy, so the
+    caller's ``Config`` is never changed."""
     overrides = list(overrides)
-    if isinstance(cfg, (str, Path)):
+    if not isinstance(cfg, Config):
         config = load_config(cfg, overrides)
         return config, str(config.source)
-    if isinstance(cfg, Config):
-        if not overrides:
-            return copy.deepcopy(cfg), cfg.source or "the given config"
-        config = config_from_dict(apply_overrides(to_dict(cfg), overrides))
-        config.source = cfg.source
-        return config, cfg.source or "the given config"
+    if not overrides:
+        return copy.deepcopy(cfg), cfg.source or "the given config"
+    config = config_from_dict(apply_overrides(to_dict(cfg), overrides))
+    config.source = cfg.source
+    return config, cfg.source or "the given config"
+
+
+def stored_config(file: WeightsFile, overrides: Sequence[str] = ()) -> tuple[Config, str]:
+    """``(config, description)`` of the config stored in ``file``, with ``overrides`` applied.
+
+    Raises:
+        WeightsError: the file stores none (mmdetection files, plain state dicts).
+        ConfigError: the stored config (or an override) does not fit the schema.
+    """
     stored = file.config
     if stored is None:
         what = "an mmdetection checkpoint" if file.format == "mmdetection" else f"a {file.format} file"
         raise WeightsError(
-            f"{file.path} stores no locdistill config ({what}): give the config too, "
-            f"e.g. 'locdistill test CONFIG {file.path}'"
+            f"{file.path} stores no locdistill config ({what}): name its config as well (locdistill test"
+            "/predict/export/benchmark: CONFIG before the checkpoint; an LD teacher: distill.teacher_config)"
         )
     try:
-        config = config_from_dict(apply_overrides(copy.deepcopy(stored), overrides))
+        config = config_from_dict(apply_overrides(copy.deepcopy(stored), list(overrides)))
     except ConfigError as e:
         raise ConfigError(f"the config stored in {file.path}: {e}") from None
     config.source = str(file.path)
@@ -137,8 +136,9 @@ def build_detector_from_checkpoint(
         WeightsError: unreadable file, no config anywhere, or weights that do not fit the model (naming
             the keys, the config the model was built from and the one the file stores).
     """
+    given = given_config(cfg, overrides) if cfg is not None else None  # a bad config fails before any read
     file = read_weights(path)
-    config, described = detector_config(file, cfg, overrides)
+    config, described = given if given is not None else stored_config(file, overrides)
     config.model.backbone.pretrained = False  # the checkpoint holds every weight
     model = build_gfl(config.model)
     report = load_weights(

@@ -20,7 +20,7 @@ from locdistill.weights.mmdet_import import (
     mmdet_state_dict,
     restricted_load,
 )
-from tests.test_distill import make_batch, tiny_gfl
+from tests.helpers import make_batch, tiny_gfl
 
 
 def to_mmdet_keys(state: dict[str, torch.Tensor]) -> OrderedDict:
