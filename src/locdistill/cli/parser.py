@@ -198,15 +198,17 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand(
         "test",
         "evaluate a checkpoint (COCO or VOC metric); works under torchrun",
-        "examples:\n  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/"
-        "latest.pth\n  locdistill test CONFIG CKPT --out dets.json   # COCO results json (e.g. test-dev)\n"
+        "examples:\n  locdistill test work_dirs/gfl_r18_fpn_coco128/latest.pth   # its stored config, data\n"
+        "  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/latest.pth\n"
+        "  locdistill test CKPT --set data.val.root=/data/coco128     # --set on the stored config\n"
+        "  locdistill test CONFIG CKPT --out dets.json   # COCO results json (e.g. test-dev)\n"
         "  torchrun --nproc_per_node=8 -m locdistill test CONFIG CKPT",
         add_test_arguments,
     ),
     Subcommand(
         "predict",
         "draw detections on images and write them as JSON",
-        "example:\n  locdistill predict CONFIG CKPT photo.jpg --out preds/ --score-thr 0.3",
+        "example:\n  locdistill predict CKPT photo.jpg --out preds/ --score-thr 0.3   # or CONFIG CKPT IMAGE",
         add_predict_arguments,
     ),
     Subcommand(
