@@ -32,7 +32,7 @@ from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.ops.box_ops import box_centers
 
-log = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 SIDES = ("left", "top", "right", "bottom")
@@ -143,7 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         figures.append(plot_edge_distributions(models, stages[1].cfg, out / "edge_distributions.png"))
     except ImportError as e:  # matplotlib is a dependency; a broken install still gets the table
-        log.warning("plots skipped: %s", e)
+        logger.warning("plots skipped: %s", e)
     result = {
         "metrics": rows,
         "ld_minus_baseline": ld_gain,
@@ -229,17 +229,17 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
     batch = next(iter(build_test_loader(dataset, min(4, len(dataset)), 0, False)))
     with torch.inference_mode():
         outputs = {name: model(batch.images) for name, model in models.items()}
-    targets = student.get_targets(outputs["baseline student"], batch.targets, batch.metas)
+    assignment = student.assign(outputs["baseline student"], batch.targets, batch.metas)
     logits = {name: flat_box_logits(out) for name, out in outputs.items()}
-    picks = _pick_objects(targets, batch.targets, num_objects)
+    picks = _pick_objects(assignment, batch.targets, num_objects)
     fig, axes = plt.subplots(len(picks), 5, figsize=(15, 2.6 * max(len(picks), 1)), squeeze=False)
     mean = torch.tensor(student.mean)[:, None, None]
     std = torch.tensor(student.std)[:, None, None]
     colors = {"teacher": "tab:green", "baseline student": "tab:gray", "LD student": "tab:red"}
     for row, (b, g, a) in enumerate(picks):
         box = batch.targets[b].boxes[g]
-        centre = box_centers(targets.anchors[a])
-        stride = float(targets.anchor_strides[a])
+        centre = box_centers(assignment.anchors[a])
+        stride = float(assignment.anchor_strides[a])
         gt_dist = (
             torch.stack([centre[0] - box[0], centre[1] - box[1], box[2] - centre[0], box[3] - centre[1]])
             / stride
@@ -274,17 +274,17 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
     return path
 
 
-def _pick_objects(targets: Any, gts: list[Any], num: int) -> list[tuple[int, int, int]]:
+def _pick_objects(assignment: Any, gts: list[Any], num: int) -> list[tuple[int, int, int]]:
     """Up to ``num`` ``(image, gt, anchor)`` triples, spread over object sizes: for each chosen GT the
     ATSS positive anchor nearest its centre."""
     candidates = []
     for b, t in enumerate(gts):
         for g in range(len(t)):
-            anchors = (targets.gt_index[b] == g).nonzero().flatten()
+            anchors = (assignment.gt_index[b] == g).nonzero().flatten()
             if len(anchors) == 0:
                 continue
             box = t.boxes[g]
-            distance = (box_centers(targets.anchors[anchors]) - box_centers(box)).pow(2).sum(1)
+            distance = (box_centers(assignment.anchors[anchors]) - box_centers(box)).pow(2).sum(1)
             best = anchors[distance.argmin()]
             area = float((box[2] - box[0]) * (box[3] - box[1]))
             candidates.append((area, b, g, int(best)))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
-import types
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -149,7 +147,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
-    """name -> (file, text its error must contain besides the file name)."""
+    """name -> (file, what its error must say besides the file name: what the file is, or what is wrong)."""
     torch.save({"model": small_state(), "x": Evil()}, tmp / "objects.pth")
     torch.save([1, 2], tmp / "list.pth")
     torch.save({"optimizer": {"lr": 0.1}}, tmp / "no_weights.pth")
@@ -171,17 +169,17 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
         "objects": (tmp / "objects.pth", "refusing to load"),
         "list": (tmp / "list.pth", "expected a dict"),
         "no_weights": (tmp / "no_weights.pth", "no model weights found"),
-        "raw_pickle": (_write(tmp / "raw.pkl", pickle.dumps({"a": 1})), "cannot read checkpoint"),
-        "text": (_write(tmp / "notes.pth", b"these are not weights\n"), "cannot read checkpoint"),
+        "raw_pickle": (_write(tmp / "raw.pkl", pickle.dumps({"a": 1})), "is a raw Python pickle"),
+        "text": (_write(tmp / "notes.pth", b"these are not weights\n"), "is a text file"),
         "lfs": (
             _write(tmp / "lfs.pth", b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n"),
-            "cannot read checkpoint",
+            "is a Git LFS pointer",
         ),
-        "empty": (_write(tmp / "empty.pth", b""), "cannot read checkpoint"),
-        "truncated": (_write(tmp / "truncated.pth", blob[: len(blob) // 2]), "cannot read checkpoint"),
+        "empty": (_write(tmp / "empty.pth", b""), "is empty"),
+        "truncated": (_write(tmp / "truncated.pth", blob[: len(blob) // 2]), "truncated or corrupt zip"),
         "safetensors_corrupt": (
             _write(tmp / "bad.safetensors", st[: len(st) // 2]),
-            "cannot read checkpoint",
+            "is a corrupt safetensors file",
         ),
         "safetensors_metadata": (tmp / "badmeta.safetensors", "safetensors file is not JSON"),
         "mmdet_not_gfl": (tmp / "rpn.pth", "not a GFL/LD detector checkpoint"),
@@ -219,33 +217,6 @@ def test_every_failure_is_one_line_weights_error_naming_the_file(
     if name == "missing":
         assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, WeightsFileNotFoundError)
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
-
-
-def test_unreadable_files_are_described_by_the_sniffer_when_installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``locdistill.weights_sniff.describe_unreadable`` names what an unreadable file is; the reader
-    puts its line in the error (a stand-in module here, so the wiring is tested on its own)."""
-    seen: list[Path] = []
-
-    def describe_unreadable(path: Path) -> str | None:
-        seen.append(Path(path))
-        return f"{path} is a Git LFS pointer, not the weights" if Path(path).name == "lfs.pth" else None
-
-    fake = types.ModuleType("locdistill.weights_sniff")
-    fake.describe_unreadable = describe_unreadable  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "locdistill.weights_sniff", fake)
-    lfs = _write(tmp_path / "lfs.pth", b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n")
-    with pytest.raises(WeightsError, match=r"^\S+lfs\.pth is a Git LFS pointer, not the weights$"):
-        read_weights(lfs)
-    text = _write(tmp_path / "notes.pth", b"not weights\n")
-    with pytest.raises(WeightsError, match="cannot read checkpoint .*notes.pth: not a torch checkpoint"):
-        read_weights(text)
-    assert [p.name for p in seen] == ["lfs.pth", "notes.pth"]
-    good = tmp_path / "good.pth"
-    torch.save(small_state(), good)
-    read_weights(good)
-    assert len(seen) == 2  # readable files are never sniffed
 
 
 def test_a_torch_zip_with_objects_is_refused_even_without_a_named_global(tmp_path: Path) -> None:

@@ -19,50 +19,27 @@ A converted (``locdistill convert``) checkpoint keeps only ``model``, ``config``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import random
 import re
-import tempfile
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from locdistill.utils.atomic_write import atomic_write
 from locdistill.utils.hashing import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
 from locdistill.weights import SAFETENSORS_SUFFIX, extract_state_dict, load_weights, read_weights
 from locdistill.weights import WeightsError as CheckpointError  # noqa: F401 (the one weights error, old name)
 
-
 # ------------------------------------------------------------------------------------------ saving
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file in ``path``'s folder, then ``os.replace`` it into place.
-
-    A crash at any point leaves either the old file or the new one, never a partial one; the temp file
-    is removed when ``write`` raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_atomic_write = atomic_write  # the name the rest of the engine uses
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
@@ -70,8 +47,6 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     (then only ``state["model"]`` is stored, with ``config`` and ``meta`` as JSON metadata)."""
     path = Path(path)
     if path.suffix == SAFETENSORS_SUFFIX:
-        from safetensors.torch import save_file
-
         tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
         metadata = {"format": "pt"}
         for key in ("config", "meta"):
@@ -93,8 +68,6 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.replace(tmp, dst)
     except OSError:
         tmp.unlink(missing_ok=True)
-        import shutil
-
         _atomic_write(dst, lambda t: shutil.copyfile(src, t))
 
 
@@ -159,10 +132,6 @@ def strip_to_weights(ckpt: Mapping[str, Any], use_ema: bool = False) -> dict[str
 # ------------------------------------------------------------------------------------------- RNG
 def get_rng_state() -> dict[str, Any]:
     """All RNG states in ``weights_only``-loadable form (tensors, lists, ints, floats, str, None)."""
-    import random
-
-    import numpy as np
-
     py_version, py_state, py_gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
@@ -182,10 +151,6 @@ def get_rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`get_rng_state` returned."""
-    import random
-
-    import numpy as np
-
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

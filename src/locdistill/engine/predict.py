@@ -11,11 +11,14 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.utils import draw_bounding_boxes
 
+from locdistill.config import Config
+from locdistill.data import build_transforms, collate, read_image, resolve_mean_std
 from locdistill.models.from_checkpoint import class_names_for
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 
@@ -23,18 +26,16 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_image(
-    path: Path, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0
+    path: Path, cfg: Config, mean: Sequence[float], std: Sequence[float], image_id: int = 0
 ) -> tuple[torch.Tensor, Batch]:
     """``(uint8 image [3, H, W], one-image Batch)`` of an image file through the test pipeline."""
-    from locdistill.data import read_image
-
     image = read_image(path)
     return image, prepare_tensor(image, cfg, mean, std, image_id, str(path))
 
 
 def prepare_tensor(
     image: torch.Tensor,
-    cfg: Any,
+    cfg: Config,
     mean: Sequence[float],
     std: Sequence[float],
     image_id: int = 0,
@@ -42,8 +43,6 @@ def prepare_tensor(
 ) -> Batch:
     """A one-image Batch of a ``uint8 [3, H, W]`` RGB image through the test pipeline (resize into
     ``data.img_scale``, normalise, pad to ``data.size_divisor``); its meta maps back to ``image``."""
-    from locdistill.data import build_transforms, collate, resolve_mean_std
-
     m, s = resolve_mean_std(cfg.data, mean, std)
     transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
     shape = (int(image.shape[1]), int(image.shape[2]))
@@ -57,7 +56,7 @@ def prepare_tensor(
 @torch.inference_mode()
 def predict_images(
     model: nn.Module,
-    cfg: Any,
+    cfg: Config,
     images: Sequence[Path],
     out_dir: Path,
     score_thr: float = 0.3,
@@ -65,9 +64,6 @@ def predict_images(
     class_names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Detect on each image, write ``out_dir/<name>`` with the boxes drawn and ``detections.json``."""
-    from PIL import Image
-    from torchvision.utils import draw_bounding_boxes
-
     device = device or next(model.parameters()).device
     out_dir.mkdir(parents=True, exist_ok=True)
     names = class_names_for(cfg, int(model.num_classes), class_names)  # type: ignore[arg-type]

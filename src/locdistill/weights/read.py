@@ -12,12 +12,11 @@ Supported files and what :func:`read_weights` makes of them (``WeightsFile.forma
   names. Any other file that ``weights_only`` refuses is refused.
 
 A file that cannot be read raises :class:`~locdistill.weights.errors.WeightsError` with one line that
-says what the file is (via ``locdistill.weights_sniff`` when it is installed).
+says what the file is (:func:`locdistill.weights_sniff.describe_unreadable`).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 import re
@@ -29,7 +28,14 @@ from typing import Any
 import torch
 
 from locdistill.weights.errors import WeightsError, WeightsFileNotFoundError
-from locdistill.weights.mmdet_import import is_mmdet_checkpoint, mmdet_meta, restricted_load
+from locdistill.weights.mmdet_import import (
+    is_mmdet_checkpoint,
+    mmdet_class_names,
+    mmdet_meta,
+    restricted_load,
+)
+from locdistill.weights.restricted_pickle import UnsafeCheckpointError
+from locdistill.weights_sniff import describe_unreadable
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -66,12 +72,10 @@ class WeightsFile:
     @property
     def class_names(self) -> list[str] | None:
         """Class names the file records: ours in ``meta``, mmdetection's ``CLASSES`` / ``dataset_meta``."""
-        meta = self.meta
-        names = meta.get("class_names") or meta.get("CLASSES")
-        dataset_meta = meta.get("dataset_meta")
-        if not names and isinstance(dataset_meta, dict):
-            names = dataset_meta.get("classes")
-        if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        if self.format == "mmdetection":
+            return mmdet_class_names(self.content)
+        names = self.meta.get("class_names")
+        if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
             return list(names)
         return None
 
@@ -99,14 +103,15 @@ def read_weights(
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        refused = _refusal(path, e)
+        described = describe_unreadable(path)
+        refused = None if described else _refusal(path, e)
         if refused is None:  # not a torch checkpoint with objects in it: a raw pickle, text, ...
-            raise _unreadable(path, e) from None
+            raise _unreadable(path, e, described) from None
         if not allow_mmdet:
             raise refused from None
         return _read_mmdet(path, refused)
     except Exception as e:  # noqa: BLE001 - corrupt zips, truncated files, text: one clear line each
-        raise _unreadable(path, e) from None
+        raise _unreadable(path, e, describe_unreadable(path)) from None
     if not isinstance(data, dict):
         raise WeightsError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
     return WeightsFile(path, _format_of(data), data)
@@ -133,7 +138,7 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise _unreadable(path, e) from None
+        raise _unreadable(path, e, describe_unreadable(path)) from None
     out: dict[str, Any] = {"model": tensors}
     for key in ("config", "meta"):
         if key in metadata:
@@ -149,7 +154,9 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
 def _read_mmdet(path: Path, refused: WeightsError) -> WeightsFile:
     try:
         obj = restricted_load(path)
-    except Exception:  # noqa: BLE001 - whatever the restricted loader rejects, the file stays refused
+    except UnsafeCheckpointError:  # a pickle that tampers or is too large: its own message says so
+        raise
+    except Exception:  # noqa: BLE001 - whatever else the restricted loader rejects, the file stays refused
         raise refused from None
     if not is_mmdet_checkpoint(obj):
         raise refused from None
@@ -170,9 +177,8 @@ def _refusal(path: Path, e: pickle.UnpicklingError) -> WeightsError | None:
     )
 
 
-def _unreadable(path: Path, e: BaseException) -> WeightsError:
-    """One line saying what an unreadable file is: the sniffer's description, else the error's gist."""
-    described = describe_unreadable(path)
+def _unreadable(path: Path, e: BaseException, described: str | None) -> WeightsError:
+    """One line saying what an unreadable file is: the sniffer's ``described``, else the error's gist."""
     if described:  # the sniffer's line names the file itself
         return WeightsError(
             described if str(path) in described else f"cannot read checkpoint {path}: {described}"
@@ -189,16 +195,3 @@ def _unreadable(path: Path, e: BaseException) -> WeightsError:
     if zip_magic:
         return WeightsError(f"cannot read checkpoint {path}: a damaged torch checkpoint ({detail})")
     return WeightsError(f"cannot read checkpoint {path}: not a torch checkpoint ({detail})")
-
-
-def describe_unreadable(path: Path) -> str | None:
-    """``locdistill.weights_sniff.describe_unreadable(path)`` when that module is installed, else ``None``."""
-    try:
-        sniff = importlib.import_module("locdistill.weights_sniff")
-    except ImportError:
-        return None
-    try:
-        described = sniff.describe_unreadable(path)
-    except OSError:
-        return None
-    return str(described) if described else None
