@@ -55,9 +55,16 @@ def gather_detections(local: dict[int, Detections]) -> dict[int, Detections]:
 
 
 def score_detections(
-    dataset: Any, detections: dict[int, Detections], metric: str
+    dataset: Any,
+    detections: dict[int, Detections],
+    metric: str,
+    classwise: bool = False,
+    coco_backend: str = "pycocotools",
 ) -> tuple[dict[str, float], str, list[dict]]:
-    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth."""
+    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth.
+
+    ``classwise`` (COCO): the table ends with AP, AP50 and AP75 per class. ``coco_backend``:
+    ``pycocotools`` or ``faster_coco_eval`` (same numbers)."""
     if not hasattr(dataset, "image_ids") and hasattr(dataset, "dataset"):  # a RepeatDataset
         dataset = dataset.dataset
     image_ids = [int(i) for i in dataset.image_ids]
@@ -68,13 +75,22 @@ def score_detections(
         )
     empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
     if metric == "coco":
-        from locdistill.evaluation import CocoEvaluator, format_coco_table
+        from locdistill.evaluation import CocoEvaluator, classwise_ap, format_classwise_table, format_coco_table
 
-        coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
+        gt = dataset.to_coco_dict()
+        coco = CocoEvaluator(gt, dataset.category_ids, backend=coco_backend)
         for image_id in image_ids:
             coco.add(image_id, detections.get(image_id, empty))
         metrics = coco.evaluate()
-        return {k: float(v) for k, v in metrics.items()}, format_coco_table(metrics), coco.results()
+        table = format_coco_table(metrics)
+        if classwise:
+            counts = {c: 0 for c in dataset.category_ids}
+            for ann in gt["annotations"]:
+                if not ann.get("iscrowd", 0) and ann["category_id"] in counts:
+                    counts[ann["category_id"]] += 1
+            rows = classwise_ap(coco.coco_eval, dataset.class_names, [counts[c] for c in dataset.category_ids])
+            table += "\n\nper-class AP (IoU .50:.95, area all, 100 detections):\n" + format_classwise_table(rows)
+        return {k: float(v) for k, v in metrics.items()}, table, coco.results()
     if metric == "voc":
         from locdistill.evaluation import VOCEvaluator, format_voc_table
 
@@ -134,6 +150,7 @@ def evaluate(
     amp: bool = False,
     amp_dtype: torch.dtype = torch.float16,
     progress: bool = True,
+    coco_backend: str = "pycocotools",
 ) -> tuple[dict[str, float], str, list[dict]]:
     """Evaluate ``model`` (a GFL) on ``loader``; every rank gets the metrics and the table, the main
     process also the COCO results list (``[]`` elsewhere and for VOC)."""
@@ -141,6 +158,6 @@ def evaluate(
     merged = gather_detections(local)
     result: tuple[dict[str, float], str, list[dict]] = ({}, "", [])
     if is_main_process():
-        result = score_detections(dataset, merged, metric)
+        result = score_detections(dataset, merged, metric, coco_backend=coco_backend)
     metrics, table = broadcast_object((result[0], result[1]))
     return metrics, table, result[2]
