@@ -127,7 +127,7 @@ class DatasetConfig:
 class DataConfig:
     """Pipelines and loaders. ``img_scale``: (long, short) side limits of the keep-ratio resize;
     ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training.
-    ``ultralytics``: an Ultralytics ``data.yaml`` that fills the splits (see :mod:`locdistill.config_resolve`)."""
+    ``ultralytics``: an Ultralytics ``data.yaml`` that fills the splits (:mod:`locdistill.config_resolve`)."""
 
     train: DatasetConfig = field(default_factory=DatasetConfig)
     val: DatasetConfig = field(default_factory=DatasetConfig)
@@ -413,7 +413,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`;
-    then expand ``${oc.env:...}``, ``data.ultralytics`` and relative paths (:mod:`locdistill.config_resolve`)."""
+    then expand ``${oc.env:...}``, ``data.ultralytics`` and relative paths (see
+    :mod:`locdistill.config_resolve`)."""
     from locdistill.config_resolve import expand_ultralytics, interpolate_env, resolve_relative_paths
 
     resolved = resolve_config_path(path)

@@ -52,7 +52,7 @@ def _names(value: Any, where: str) -> list[str]:
         except (TypeError, ValueError):
             raise DataFormatError(f"{where}: 'names' keys must be class indices 0..n-1") from None
         if keys != list(range(len(keys))):
-            raise DataFormatError(f"{where}: 'names' keys must be 0..{len(keys) - 1} without gaps, got {keys}")
+            raise DataFormatError(f"{where}: 'names' keys must be 0..{len(keys) - 1}, got {keys}")
         lookup = {int(k): v for k, v in value.items()}
         return [str(lookup[k]) for k in keys]
     if isinstance(value, list):

@@ -75,7 +75,7 @@ def score_detections(
         )
     empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
     if metric == "coco":
-        from locdistill.evaluation import CocoEvaluator, classwise_ap, format_classwise_table, format_coco_table
+        from locdistill.evaluation import CocoEvaluator, format_coco_table
 
         gt = dataset.to_coco_dict()
         coco = CocoEvaluator(gt, dataset.category_ids, backend=coco_backend)
@@ -84,12 +84,7 @@ def score_detections(
         metrics = coco.evaluate()
         table = format_coco_table(metrics)
         if classwise:
-            counts = {c: 0 for c in dataset.category_ids}
-            for ann in gt["annotations"]:
-                if not ann.get("iscrowd", 0) and ann["category_id"] in counts:
-                    counts[ann["category_id"]] += 1
-            rows = classwise_ap(coco.coco_eval, dataset.class_names, [counts[c] for c in dataset.category_ids])
-            table += "\n\nper-class AP (IoU .50:.95, area all, 100 detections):\n" + format_classwise_table(rows)
+            table += "\n\n" + _classwise_table(coco, gt, dataset)
         return {k: float(v) for k, v in metrics.items()}, table, coco.results()
     if metric == "voc":
         from locdistill.evaluation import VOCEvaluator, format_voc_table
@@ -103,6 +98,18 @@ def score_detections(
         result = voc.evaluate()
         return {k: float(v) for k, v in result.items()}, format_voc_table(result), []
     raise ValueError(f"unknown metric {metric!r} (expected 'coco' or 'voc')")
+
+
+def _classwise_table(coco: Any, gt: dict[str, Any], dataset: Any) -> str:
+    """AP, AP50, AP75 and the number of (non-crowd) ground-truth boxes per class of an evaluated run."""
+    from locdistill.evaluation import classwise_ap, format_classwise_table
+
+    counts = {c: 0 for c in dataset.category_ids}
+    for ann in gt["annotations"]:
+        if not ann.get("iscrowd", 0) and ann["category_id"] in counts:
+            counts[ann["category_id"]] += 1
+    rows = classwise_ap(coco.coco_eval, dataset.class_names, [counts[c] for c in dataset.category_ids])
+    return "per-class AP (IoU .50:.95, area all, 100 detections):\n" + format_classwise_table(rows)
 
 
 def coco_results(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:

@@ -78,7 +78,6 @@ def format_classwise_table(rows: list[dict[str, Any]]) -> str:
     head = ["class", *(["gts"] if has_gts else []), "AP", "AP50", "AP75"]
     lines = [head]
     for r in rows:
-        lines.append(
-            [r["class"], *([str(r["gts"])] if has_gts else []), cell(r["AP"]), cell(r["AP50"]), cell(r["AP75"])]
-        )
+        gts = [str(r["gts"])] if has_gts else []
+        lines.append([r["class"], *gts, cell(r["AP"]), cell(r["AP50"]), cell(r["AP75"])])
     return _ascii_table(lines, footer_from=len(lines))
