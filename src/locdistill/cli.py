@@ -26,6 +26,9 @@ examples:
   locdistill convert work_dirs/NAME/latest.pth student.safetensors
   locdistill convert mmdet_ld_r101_r18.pth student.pth --from-mmdet
   locdistill benchmark CONFIG CKPT --num-images 200
+  locdistill analyze teacher.pth student.pth baseline.pth --data CONFIG --out analysis/
+  locdistill plot work_dirs/baseline work_dirs/ld --out curves.png
+  locdistill inspect-data CONFIG --out data_check/
 """
 
 
@@ -45,6 +48,43 @@ def _add_set(p: argparse.ArgumentParser) -> None:
         help="override config values, typed by the schema (e.g. train.epochs=3 data.images_per_gpu=4 "
         "data.train.root=/data/coco); may be repeated",
     )
+
+
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="read every split (data.train/val/test.root) from DIR; ann_file and img_dir stay relative to it",
+    )
+
+
+def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("teacher", help="teacher checkpoint (built from the config stored in it)")
+    p.add_argument("student", help="student checkpoint, e.g. the LD student")
+    p.add_argument("baseline", nargs="?", help="optional second student, e.g. the model trained without LD")
+    p.add_argument("--data", required=True, metavar="CONFIG", help="config whose validation split is used")
+    p.add_argument("--out", type=Path, default=Path("analysis"), help="output folder (default analysis)")
+    p.add_argument("--num-images", type=int, default=0, help="images evenly spread over the split (0: all)")
+    p.add_argument("--split", choices=["val", "test"], default="val", help="data.val (default) or data.test")
+    p.add_argument("--num-objects", type=int, default=4, help="objects in edge_distributions.png (default 4)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    _add_data_root(p)
+    _add_set(p)
+
+
+def add_plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("work_dirs", nargs="+", type=Path, metavar="WORK_DIR", help="training work dirs")
+    p.add_argument(
+        "--out", type=Path, help="output PNG (default curves.png, which is never overwritten unless named)"
+    )
+
+
+def add_inspect_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="config file or shipped config name")
+    p.add_argument("--out", type=Path, help="folder for stats.json, plots and images with their boxes drawn")
+    p.add_argument("--num-images", type=int, default=4, help="images drawn per split (default 4)")
+    _add_data_root(p)
+    _add_set(p)
 
 
 def _add_img_size(p: argparse.ArgumentParser, default: Any = None) -> None:
@@ -109,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT",
         help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given",
     )
+    p.add_argument(
+        "--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard (train.tensorboard=true)"
+    )
+    _add_data_root(p)
     _add_set(p)
 
     p = add(
@@ -149,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="test",
         help="data.test (falls back to data.val when the config has none) or data.val",
     )
+    p.add_argument(
+        "--coco-backend",
+        choices=["pycocotools", "faster_coco_eval"],
+        help="what computes the COCO metric (default: the config's evaluation.coco_backend)",
+    )
+    _add_data_root(p)
     _add_set(p)
 
     p = add(
@@ -213,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-nms", action="store_true", help="include post-processing and NMS in the graph")
     _add_img_size(p)
     _add_set(p)
+
+    add_analyze_arguments(
+        add(
+            "analyze",
+            "teacher vs students on a validation set: edge distributions and errors, KL per FPN level, AP "
+            "by IoU; report.md + report.json",
+            "the models are built from the configs stored in their checkpoints and must share strides,\n"
+            "anchors, reg_max and classes with the teacher. OUT receives report.md, report.json and PNGs.",
+        )
+    )
+    add_plot_arguments(add("plot", "losses, lr and validation AP over iterations of one or more work dirs"))
+    add_inspect_data_arguments(
+        add("inspect-data", "class counts and box sizes per split; ground-truth boxes drawn on a few images")
+    )
     return parser
 
 
@@ -227,10 +291,16 @@ def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
+    from locdistill.config_resolve import set_data_root
     from locdistill.engine.distributed import cleanup_distributed, is_main_process
+    from locdistill.engine.tensorboard import require_tensorboard
     from locdistill.engine.train import train
 
     cfg = load_config(args.config, args.set)
+    set_data_root(cfg, args.data_root)
+    cfg.train.tensorboard = cfg.train.tensorboard or args.tensorboard
+    if cfg.train.tensorboard:
+        require_tensorboard()
     try:
         final = train(cfg, _work_dir(args, cfg), resume=args.resume)
         main_process = is_main_process()
@@ -261,6 +331,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     import torch
 
     from locdistill.config import load_config
+    from locdistill.config_resolve import set_data_root
     from locdistill.data import build_dataset, build_test_loader
     from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.distributed import cleanup_distributed, init_distributed, is_main_process
@@ -275,7 +346,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     from locdistill.engine.runinfo import pick_device
 
     cfg = load_config(args.config, args.set)
+    set_data_root(cfg, args.data_root)
     metric = args.metric or cfg.metric
+    backend = args.coco_backend or cfg.evaluation.coco_backend
     if args.format_only and args.out is None:
         raise ValueError("--format-only needs --out FILE (the detections are all it produces)")
     rank, _, world_size = init_distributed()
@@ -295,7 +368,9 @@ def cmd_test(args: argparse.Namespace) -> int:
             if args.format_only:  # e.g. COCO test-dev: no ground truth here, only the results file
                 results = coco_results(dataset, detections) if metric == "coco" else []
             else:
-                _, table, results = score_detections(dataset, detections, metric)
+                _, table, results = score_detections(
+                    dataset, detections, metric, classwise=True, coco_backend=backend
+                )
                 print(table)
             if args.out is not None:
                 if metric != "coco":
@@ -391,6 +466,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return int(_delegate("locdistill.export", "run_export")(args) or 0)
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.analyze", "run_analyze")(args) or 0)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.curves", "run_plot")(args) or 0)
+
+
+def cmd_inspect_data(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.inspect_data", "run_inspect_data")(args) or 0)
+
+
 COMMANDS = {
     "train": cmd_train,
     "chain": cmd_chain,
@@ -400,6 +487,9 @@ COMMANDS = {
     "demo": cmd_demo,
     "benchmark": cmd_benchmark,
     "export": cmd_export,
+    "analyze": cmd_analyze,
+    "plot": cmd_plot,
+    "inspect-data": cmd_inspect_data,
 }
 
 

@@ -10,6 +10,7 @@ resumed run appends to the file: a later record of the same type and iteration r
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -122,3 +123,15 @@ def plot_runs(work_dirs: list[Path], path: Path, names: list[str] | None = None)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Entry point of ``locdistill plot`` (``args``: work_dirs, out); returns the exit code."""
+    out = Path(args.out) if args.out is not None else Path("curves.png")
+    if args.out is None and out.exists():
+        raise FileExistsError(
+            f"{out} exists; name the output file with --out to replace it or write elsewhere"
+        )
+    path = plot_runs(list(args.work_dirs), out)
+    print(f"written: {path}")
+    return 0

@@ -82,8 +82,13 @@ def plot_edge_distributions(
     import matplotlib.pyplot as plt
 
     first = next(iter(models.values()))
+    device = next(first.parameters()).device
     with torch.inference_mode():
-        outputs = {name: m(renormalize(batch.images, normalization, m)) for name, m in models.items()}
+        images = batch.images.to(device)
+        outputs = {}
+        for name, m in models.items():
+            out = m(renormalize(images, normalization, m))
+            outputs[name] = HeadOutputs([c.cpu() for c in out.cls_scores], [r.cpu() for r in out.bbox_preds])
     targets: GFLTargets = first.get_targets(next(iter(outputs.values())), batch.targets, batch.metas)
     logits = {name: flat_box_logits(out) for name, out in outputs.items()}
     picks = pick_objects(targets, batch.targets, num_objects)
