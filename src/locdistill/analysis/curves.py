@@ -112,7 +112,7 @@ def plot_runs(work_dirs: list[Path], path: Path, names: list[str] | None = None)
         ax.set_ylabel({"lr": "learning rate", "val": "AP (%)"}.get(key, "loss"))
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        if ax.lines:
+        if ax.lines and key in ("loss", "distill", "val"):  # the other panels share the first's colours
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
