@@ -10,7 +10,7 @@ import pytest
 from locdistill.config import ConfigError, load_config
 from locdistill.config_resolve import set_data_root
 from locdistill.data import build_dataset
-from locdistill.data.base import DataFormatError
+from locdistill.data.records import DataFormatError
 from locdistill.data.ultralytics import read_data_yaml
 
 

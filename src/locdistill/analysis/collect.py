@@ -25,9 +25,9 @@ from torch import Tensor
 
 from locdistill.analysis.edges import renormalize
 from locdistill.distill.regions import vlr_region
-from locdistill.models.box_ops import box_centers
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_loss import flatten_levels
+from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch, Detections
 
 REGIONS = ("positives", "vlr")

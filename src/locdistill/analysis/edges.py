@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from locdistill.models.box_ops import box_centers
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.targets import GFLTargets
+from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch
 
 SIDES = ("left", "top", "right", "bottom")

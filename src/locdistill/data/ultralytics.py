@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from locdistill.data.base import DataFormatError
+from locdistill.data.records import DataFormatError
 
 SPLITS = ("train", "val", "test")
 

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from locdistill.config import Config, dump_config, load_config
+from locdistill.engine.train import train
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ def run_chain(
     config_paths: list[str], work_root: str | Path, overrides: list[str] | None = None
 ) -> list[Path]:
     """Train the stages in order; returns the final checkpoint of each stage."""
-    from locdistill.engine.train import train
-
     work_root = Path(work_root)
     stages = plan_chain(config_paths, overrides)
     finals: list[Path] = []

@@ -1,8 +1,9 @@
-"""The common base of all detection datasets: records, annotations, image reading and bad-input handling.
+"""The common base of all detection datasets: samples, the evaluation API and bad-image handling.
 
-A dataset is a list of :class:`ImageRecord` (one per image, parsed eagerly when the dataset is built so
-that every annotation problem is reported once, up front). ``dataset[i]`` reads and decodes the image,
-builds the training :class:`~locdistill.structures.Targets` and applies the dataset's transform::
+A dataset is a list of :class:`~locdistill.data.records.ImageRecord` (one per image, parsed eagerly when
+the dataset is built so that every annotation problem is reported once, up front). ``dataset[i]`` reads
+and decodes the image, builds the training :class:`~locdistill.structures.Targets` and applies the
+dataset's transform::
 
     image:   uint8 [3, H, W] RGB            (float32 [3, h, w] normalised after the transform)
     targets: Targets in original-image pixels (network-input pixels after the transform)
@@ -21,10 +22,7 @@ file (once per file and process) and :attr:`DetectionDataset.num_skipped` counts
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +30,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from locdistill.data.image_io import BadImageError, read_image
+from locdistill.data.records import Annotation, DataFormatError, ImageRecord, IssueLog
 from locdistill.structures import ImageMeta, Targets
 
 logger = logging.getLogger(__name__)
@@ -43,187 +43,6 @@ Transform = Callable[[Tensor, Targets, ImageMeta], Sample]
 """``(uint8 image [3,H,W], targets, meta) -> (float image [3,h,w], targets, meta)``."""
 
 
-class DataFormatError(ValueError):
-    """An annotation, list or class file that cannot be used; the message names the file and the item."""
-
-
-class BadImageError(RuntimeError):
-    """An image file that is missing, cannot be decoded, or does not match its annotation."""
-
-
-# ------------------------------------------------------------------------------------------ records
-@dataclass
-class Annotation:
-    """Ground truth of one image in original-image pixels, for evaluation (nothing is decoded).
-
-    Attributes:
-        boxes: ``[n, 4]`` float32 xyxy, original-image pixels.
-        labels: ``[n]`` int64 in ``[0, num_classes)``.
-        ignore: ``[n]`` bool, COCO ``iscrowd`` regions.
-        difficult: ``[n]`` bool, VOC ``difficult`` objects.
-    """
-
-    boxes: Tensor
-    labels: Tensor
-    ignore: Tensor
-    difficult: Tensor
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-
-@dataclass
-class ImageRecord:
-    """One image of a dataset. Boxes are kept as numpy arrays (cheap to hold for 100k+ images).
-
-    Attributes:
-        image_id: dataset-wide integer id (the COCO image id for COCO data, the index otherwise).
-        file_name: the name as the source lists it (COCO ``file_name``, a path relative to the root...).
-        path: where the image file is read from.
-        height, width: original image size, pixels.
-        boxes: ``[n, 4]`` float32 xyxy original pixels, already clipped to the image and non-degenerate.
-        labels: ``[n]`` int64.
-        ignore: ``[n]`` bool (crowd).
-        difficult: ``[n]`` bool (VOC difficult).
-    """
-
-    image_id: int
-    file_name: str
-    path: Path
-    height: int
-    width: int
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
-    difficult: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
-
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
-
-
-class IssueLog:
-    """Collects recoverable annotation problems while a dataset is parsed and reports them as one
-    warning per kind (count and the first examples, each naming the file and the box)."""
-
-    MAX_EXAMPLES = 5
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.items: dict[str, list[str]] = {}
-
-    def add(self, kind: str, detail: str) -> None:
-        self.items.setdefault(kind, []).append(detail)
-        logger.debug("%s: %s: %s", self.source, kind, detail)
-
-    def counts(self) -> dict[str, int]:
-        return {kind: len(details) for kind, details in self.items.items()}
-
-    def emit(self) -> None:
-        for kind, details in self.items.items():
-            more = len(details) - self.MAX_EXAMPLES
-            examples = "; ".join(details[: self.MAX_EXAMPLES]) + (f"; and {more} more" if more > 0 else "")
-            logger.warning("%s: %d %s: %s", self.source, len(details), kind, examples)
-
-
-CLIPPED = "box(es) outside the image clipped to it"
-DEGENERATE = "box(es) of zero or negative size dropped"
-
-
-def clean_boxes(
-    boxes: np.ndarray, width: int, height: int, where: str, issues: IssueLog, tolerance: float = 0.01
-) -> tuple[np.ndarray, np.ndarray]:
-    """Clip ``boxes`` (``[n, 4]`` xyxy pixels) to the ``width`` x ``height`` image and find degenerate ones.
-
-    Boxes sticking out by more than ``tolerance`` pixels are reported as clipped; boxes with
-    ``x2 <= x1`` or ``y2 <= y1`` after clipping are reported as dropped. ``where`` names the file in
-    the messages; a box is named by its index in the file. Non-finite coordinates are an error.
-
-    Returns:
-        ``(clipped boxes [n, 4] float32, keep [n] bool)``.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    finite = np.isfinite(boxes).all(axis=1)
-    if not finite.all():
-        k = int(np.flatnonzero(~finite)[0])
-        raise DataFormatError(
-            f"{where}: box #{k}: coordinates must be finite numbers, got {boxes[k].tolist()}"
-        )
-    limits = np.array([width, height, width, height], dtype=np.float64)
-    clipped = np.clip(boxes, 0.0, limits)
-    degenerate = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
-    moved = (np.abs(clipped - boxes) > tolerance).any(axis=1)
-    for k in np.flatnonzero(moved & ~degenerate).tolist():
-        issues.add(CLIPPED, f"{where} box #{k} {_fmt(boxes[k])} (image {width}x{height})")
-    for k in np.flatnonzero(degenerate).tolist():
-        issues.add(DEGENERATE, f"{where} box #{k} {_fmt(boxes[k])}")
-    return clipped.astype(np.float32), ~degenerate
-
-
-def _fmt(box: np.ndarray) -> str:
-    return "[" + ", ".join(f"{v:g}" for v in box.tolist()) + "]"
-
-
-# ------------------------------------------------------------------------------------------- images
-def read_image(path: str | Path) -> Tensor:
-    """Decode an image file to ``uint8 [3, H, W]`` RGB with PIL (libjpeg-turbo for JPEG). No EXIF
-    rotation is applied: annotation sizes refer to the stored pixels.
-
-    Raises:
-        BadImageError: naming ``path`` when the file is missing, empty, truncated or not an image.
-    """
-    from PIL import Image
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadImageError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))
-    except Exception as e:  # PIL raises many exception types for bad files
-        raise BadImageError(f"cannot decode image file {path}: {e}") from None
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
-
-
-def read_image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header only (PIL does not decode the pixels for this)."""
-    from PIL import Image
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadImageError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-    except Exception as e:
-        raise BadImageError(f"cannot read image file {path}: {e}") from None
-    return int(height), int(width)
-
-
-# ------------------------------------------------------------------------------------------- lists
-def read_list_file(path: Path) -> list[str]:
-    """Non-empty, non-comment (``#``) lines of a list file, stripped."""
-    if not path.is_file():
-        raise DataFormatError(f"list file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"{path}: cannot read list file: {e}") from None
-    return [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
-
-
-def resolve_listed_path(entry: str, root: Path, list_file: Path) -> Path:
-    """An image path from a list file: absolute as is; else relative to the data ``root`` when it
-    exists there, else relative to the list file's folder (``./x`` always is)."""
-    p = Path(entry)
-    if p.is_absolute():
-        return p
-    if entry.startswith("./"):
-        return list_file.parent / p
-    candidate = root / p
-    return candidate if candidate.exists() else list_file.parent / p
-
-
-# ------------------------------------------------------------------------------------------ dataset
 class DetectionDataset(Dataset[Sample]):
     """Base of the COCO, VOC, YOLO and synthetic datasets.
 
@@ -237,6 +56,9 @@ class DetectionDataset(Dataset[Sample]):
         filter_empty_gt: drop images without any box (normal, crowd or difficult), as mmdetection
             does for training.
         min_size: drop images whose shorter side is below this many pixels (mmdetection: 32 in training).
+        issues: the recoverable problems found while parsing ``records``: warned here (one line per kind)
+            and counted in :attr:`issues`.
+        num_skipped: images the reader already left out as unreadable (starts :attr:`num_skipped`).
     """
 
     size_divisor: int = 32
@@ -253,7 +75,11 @@ class DetectionDataset(Dataset[Sample]):
         skip_bad: bool = False,
         filter_empty_gt: bool = False,
         min_size: int = 0,
+        issues: IssueLog | None = None,
+        num_skipped: int = 0,
     ) -> None:
+        if issues is not None:
+            issues.emit()
         self.source = source
         self.class_names: list[str] = list(class_names)
         self.category_ids: list[int] = (
@@ -287,9 +113,9 @@ class DetectionDataset(Dataset[Sample]):
         self.records: list[ImageRecord] = kept
         self.transform = transform
         self.skip_bad = skip_bad
-        self.num_skipped = 0
+        self.num_skipped = num_skipped
         self.bad_files: set[str] = set()
-        self.issues: dict[str, int] = {}
+        self.issues: dict[str, int] = issues.counts() if issues is not None else {}
 
     # --------------------------------------------------------------------------- evaluation API
     @property
@@ -413,13 +239,3 @@ class DetectionDataset(Dataset[Sample]):
             f"{type(self).__name__}({self.source!r}, images={len(self)}, boxes={n_boxes}, "
             f"classes={self.num_classes})"
         )
-
-
-def stack_boxes(rows: list[list[float]]) -> np.ndarray:
-    """``[n, 4]`` float64 array from a list of boxes (``[0, 4]`` when empty)."""
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-
-
-def round_up(value: int, divisor: int) -> int:
-    """``value`` rounded up to a multiple of ``divisor``."""
-    return int(math.ceil(value / divisor) * divisor) if divisor > 0 else value
