@@ -33,5 +33,11 @@ TEACHER_SET=(model.backbone.name=efficientnet_lite1 model.neck.out_channels=64 m
   distill.vlr_ld.enabled=true
 rm -rf "$WORK/analysis"
 locdistill analyze "$WORK/teacher/latest.pth" "$WORK/ld/latest.pth" "$WORK/baseline/latest.pth" \
-  --data configs/gfl/gfl_effl0_fpn_bccd.yaml --set data.img_scale=[160,160] --out "$WORK/analysis"
+  --data configs/gfl/gfl_effl0_fpn_bccd.yaml --set data.img_scale=[160,160] --out "$WORK/analysis" \
+  --names teacher "LD student" baseline
+python - "$WORK/analysis/edge_distributions.png" docs/images/analyze_bccd_edge_distributions.png <<'PY'
+import sys
+from PIL import Image  # a 256-colour copy of the figure for the README (< 300 KB)
+Image.open(sys.argv[1]).convert("RGB").quantize(256).save(sys.argv[2], optimize=True)
+PY
 locdistill plot "$WORK/teacher" "$WORK/baseline" "$WORK/ld" --out "$WORK/analysis/curves.png"

@@ -95,13 +95,14 @@ def test_a_student_equal_to_the_teacher_has_zero_kl_and_the_same_errors(
     checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "self"
-    assert analyze([checkpoints["teacher"], checkpoints["teacher"]], out, "--num-images", "4") == 0
+    ckpts = [checkpoints["teacher"], checkpoints["teacher"]]
+    assert analyze(ckpts, out, "--num-images", "4", "--names", "big", "big again") == 0
     report = json.loads((out / "report.json").read_text())
-    assert list(report["models"]) == ["teacher", "student"] and report["data"]["images"] == 4
+    assert list(report["models"]) == ["big", "big again"] and report["data"]["images"] == 4
     for region in ("positives", "vlr"):
-        assert all(v in (0.0, None) for v in report["kl_per_level"]["student"][region])
-    assert report["edge_error"]["student"] == report["edge_error"]["teacher"]
-    assert report["coco"]["student"] == report["coco"]["teacher"]
+        assert all(v in (0.0, None) for v in report["kl_per_level"]["big again"][region])
+    assert report["edge_error"]["big again"] == report["edge_error"]["big"]
+    assert report["coco"]["big again"] == report["coco"]["big"]
 
 
 def test_models_that_do_not_fit_are_refused_with_one_line(
@@ -118,7 +119,9 @@ def test_models_that_do_not_fit_are_refused_with_one_line(
     torch.save({"model": torch.load(checkpoints["student"], weights_only=True)["model"]}, bare)
     assert analyze([checkpoints["teacher"], bare], tmp_path / "c") == 2
     assert "holds no config" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in "abc")  # refused before writing anything
+    assert analyze([checkpoints["teacher"], checkpoints["student"]], tmp_path / "d", "--names", "x") == 2
+    assert "--names: give 2 different names" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abcd")  # refused before writing anything
 
 
 def test_analyze_never_writes_into_a_foreign_folder(

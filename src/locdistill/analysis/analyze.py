@@ -26,7 +26,8 @@ from locdistill.models.gfl import GFL
 log = logging.getLogger(__name__)
 
 ROLES = ("teacher", "student", "baseline")
-COLORS = {"teacher": "tab:green", "student": "tab:red", "baseline": "tab:gray"}
+"""Default names of the models (``--names`` replaces them in the report and the figures)."""
+COLORS = ("tab:green", "tab:red", "tab:gray")
 
 
 def load_model(path: Path, device: torch.device) -> tuple[GFL, Config]:
@@ -45,6 +46,33 @@ def load_model(path: Path, device: torch.device) -> tuple[GFL, Config]:
     model = build_gfl(cfg.model)
     load_model_weights(model, ckpt, strict=True)
     return model.to(device).eval(), cfg
+
+
+def model_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """``{name: checkpoint}`` in the order teacher, student(, baseline); names from ``--names``."""
+    given = [p for p in (args.teacher, args.student, args.baseline) if p is not None]
+    names = list(args.names or ROLES[: len(given)])
+    if len(names) != len(given) or len(set(names)) != len(names):
+        raise ValueError(f"--names: give {len(given)} different names, one per checkpoint (got {names})")
+    paths = {name: Path(p) for name, p in zip(names, given)}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{name} checkpoint not found: {path}")
+    return paths
+
+
+def check_models(models: dict[str, GFL], paths: dict[str, Path]) -> None:
+    """Every model must fit the first (the teacher): strides, anchors, reg_max, levels and classes."""
+    from locdistill.distill.distiller import check_fit
+
+    (t_name, teacher), *others = models.items()
+    for name, model in others:
+        try:
+            check_fit(model, teacher, need_classes=False)
+            if model.num_classes != teacher.num_classes:
+                raise ValueError(f"num_classes: {name} {model.num_classes} vs {t_name} {teacher.num_classes}")
+        except ValueError as e:
+            raise ValueError(f"{paths[name]} ({name}) vs {paths[t_name]} ({t_name}): {e}") from None
 
 
 def check_output_dir(out: Path) -> None:
@@ -154,30 +182,18 @@ def run_analyze(args: argparse.Namespace) -> int:
     from locdistill.analysis.report import markdown, write_json
     from locdistill.config_resolve import set_data_root
     from locdistill.data import build_dataset, build_test_loader, resolve_mean_std
-    from locdistill.distill.distiller import check_fit
 
     out = Path(args.out)
     check_output_dir(out)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     data_cfg = load_config(args.data, list(args.set or []))
     set_data_root(data_cfg, getattr(args, "data_root", None))
-    paths = {r: Path(p) for r, p in zip(ROLES, (args.teacher, args.student, args.baseline)) if p is not None}
-    for role, path in paths.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"{role} checkpoint not found: {path}")
-    loaded = {role: load_model(path, device) for role, path in paths.items()}
-    models = {role: m for role, (m, _) in loaded.items()}
-    configs = {role: c for role, (_, c) in loaded.items()}
-    teacher = models["teacher"]
-    for role in list(models)[1:]:
-        try:
-            check_fit(models[role], teacher, need_classes=False)
-            if models[role].num_classes != teacher.num_classes:
-                raise ValueError(
-                    f"num_classes: {role} {models[role].num_classes} vs teacher {teacher.num_classes}"
-                )
-        except ValueError as e:
-            raise ValueError(f"{paths[role]} ({role}) vs {paths['teacher']} (teacher): {e}") from None
+    paths = model_paths(args)
+    loaded = {name: load_model(path, device) for name, path in paths.items()}
+    models = {name: m for name, (m, _) in loaded.items()}
+    configs = {name: c for name, (_, c) in loaded.items()}
+    check_models(models, paths)
+    teacher_name, teacher = next(iter(models.items()))
     split_cfg = data_cfg.data.test if args.split == "test" and data_cfg.data.test else data_cfg.data.val
     normalization = resolve_mean_std(data_cfg.data, teacher.mean, teacher.std)
     built = build_dataset(split_cfg, data_cfg.data, train=False, mean=normalization[0], std=normalization[1])
@@ -193,7 +209,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     per_batch = max(data_cfg.data.test_images_per_gpu, 1)
     loader = build_test_loader(subset, per_batch, 0, False, size_divisor=dataset.size_divisor)
     log.info("analyze: %d models on %d images of %s", len(models), len(indices), split_cfg.root)
-    collected = collect(models, "teacher", loader, normalization, device)
+    collected = collect(models, teacher_name, loader, normalization, device)
     backend = data_cfg.evaluation.coco_backend
     coco, ap_iou = {}, {}
     for name, stats in collected.models.items():
@@ -203,7 +219,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     errors = {n: s.error_tensor() for n, s in collected.models.items()}
     figures.plot_error_histograms(errors, out / "edge_errors.png", cap=float(teacher.reg_max))
-    students = {n: v for n, v in report["kl_per_level"].items() if n in models and n != "teacher"}
+    students = {n: v for n, v in report["kl_per_level"].items() if n in models and n != teacher_name}
     locations = report["kl_per_level"]["locations"]
     figures.plot_kl_per_level(students, collected.strides, out / "kl_per_level.png", locations)
     figures.plot_ap_by_iou(ap_iou, out / "ap_by_iou.png")
@@ -216,7 +232,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         dataset.class_names,
         out / "edge_distributions.png",
         args.num_objects,
-        COLORS,
+        dict(zip(models, COLORS)),
     )
     write_json(report, out / "report.json")
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
@@ -227,13 +243,13 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def summary(report: dict[str, Any]) -> str:
     """A few lines for the terminal: AP, AP50, AP75, edge MAE and the KL at the positives per model."""
-    lines = [f"{'model':<10}{'AP':>7}{'AP50':>7}{'AP75':>7}{'edge MAE':>10}{'KL pos':>9}"]
+    lines = [f"{'model':<14}{'AP':>7}{'AP50':>7}{'AP75':>7}{'edge MAE':>10}{'KL pos':>9}"]
     for name in report["models"]:
         c, e = report["coco"][name], report["edge_error"][name]["mae_strides"]["mean"]
         kl = [v for v in report["kl_per_level"][name]["positives"] if v == v]
         kl_mean = sum(kl) / len(kl) if kl else float("nan")
         aps = "".join(f"{100 * c[k]:7.1f}" for k in ("AP", "AP50", "AP75"))
-        lines.append(f"{name:<10}{aps}{e:10.3f}{kl_mean:9.4f}")
+        lines.append(f"{name:<14}{aps}{e:10.3f}{kl_mean:9.4f}")
     lines.append(
         "(COCO AP in percent; edge MAE in strides at the ATSS positives; KL in nats, mean of levels)"
     )

@@ -75,7 +75,8 @@ def plot_edge_distributions(
     """Draw the figure for ``batch`` (a test-pipeline batch normalised with ``normalization`` =
     ``(mean, std)``) into ``path`` (PNG). Each model sees the batch in its own normalisation; the ATSS
     positives come from the first model's anchors (the models must share strides and anchors).
-    Rows: objects (image crop with the box and the anchor centre ``+``); columns: the four edges."""
+    Rows: objects (image crop with the box and the anchor centre ``+``; sizes in network-input pixels);
+    columns: the four edges, the x axis cut after the last bin holding more than 3 % in some model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,14 +117,18 @@ def plot_edge_distributions(
         ax.set_ylim(min(y2 + pad, image.shape[0]), max(y1 - pad, 0))
         label = int(batch.targets[b].labels[g])
         name = class_names[label] if label < len(class_names) else str(label)
-        ax.set_title(f"{name}, {x2 - x1:.0f}x{y2 - y1:.0f} px (stride {int(stride)})", fontsize=9)
+        ax.set_title(f"{name}, {x2 - x1:.0f}x{y2 - y1:.0f} input px (stride {int(stride)})", fontsize=9)
         ax.axis("off")
+        probs = {n: flat[b, :, a].reshape(4, -1).softmax(dim=-1) for n, flat in logits.items()}
+        # the bins that carry mass (or the ground truth), for every edge of the row; at least 6 bins
+        used = [int((p > 0.03).nonzero()[:, 1].max()) for p in probs.values() if bool((p > 0.03).any())]
+        right = min(float(first.reg_max), max([*used, float(gt_dist.max()), 5.0]) + 1.0)
         for side in range(4):
             ax = axes[row, side + 1]
-            for model_name, flat in logits.items():
-                prob = flat[b, :, a].reshape(4, -1).softmax(dim=-1)
+            for model_name, prob in probs.items():
                 ax.plot(bins, prob[side], marker=".", label=model_name, color=colors.get(model_name))
             ax.axvline(float(gt_dist[side]), color="black", ls="--", lw=1, label="ground truth")
+            ax.set_xlim(-0.3, right + 0.3)
             ax.set_title(f"{SIDES[side]} edge", fontsize=9)
             ax.set_xlabel("distance from the anchor centre (strides)", fontsize=8)
             if side == 0:

@@ -181,6 +181,9 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-images", type=int, default=0, help="images evenly spread over the split (0: all)")
     p.add_argument("--split", choices=["val", "test"], default="val", help="data.val (default) or data.test")
     p.add_argument("--num-objects", type=int, default=4, help="objects in edge_distributions.png (default 4)")
+    p.add_argument(
+        "--names", nargs="+", metavar="NAME", help="names of the models (default: teacher student baseline)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _add_data_root(p)
     _add_set(p)
