@@ -9,9 +9,8 @@ import pytest
 
 from locdistill.config import ConfigError, load_config
 from locdistill.config_resolve import set_data_root
+from locdistill.config_ultralytics import read_data_yaml
 from locdistill.data import build_dataset
-from locdistill.data.records import DataFormatError
-from locdistill.data.ultralytics import read_data_yaml
 
 
 def write(path: Path, text: str) -> Path:
@@ -117,7 +116,7 @@ def test_ultralytics_data_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 )
 def test_bad_data_yaml_names_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path / "data.yaml", text)
-    with pytest.raises(DataFormatError, match=message) as ex:
+    with pytest.raises(ConfigError, match=message) as ex:
         read_data_yaml(path)
     assert str(path) in str(ex.value)
 

@@ -45,7 +45,7 @@ def test_format_table_lists_every_model_in_percent() -> None:
 
 
 def test_pick_objects_returns_positive_anchors_spread_over_sizes() -> None:
-    class T:  # the two GFLTargets fields the picker reads
+    class T:  # the two Assignment fields the picker reads
         anchors = torch.tensor(
             [[0, 0, 8, 8], [8, 0, 16, 8], [0, 8, 8, 16], [8, 8, 16, 16]], dtype=torch.float32
         )

@@ -12,13 +12,13 @@ Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from locdistill.config_validation import ConfigError, from_dict
 
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -75,12 +75,20 @@ class HeadConfig:
     dfl_weight: float = 0.25
 
 
+NMS_TYPE_ALIASES = {"voting_cluster_diounms": "voting_cluster_diou"}
+"""Other names accepted for ``model.test.nms.type``: the LD repository's (the seed's) name."""
+
+
 @dataclass
 class NMSConfig:
-    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS)."""
+    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS;
+    the seed's name ``voting_cluster_diounms`` is accepted and stored as ``voting_cluster_diou``)."""
 
-    type: Literal["nms", "voting_cluster_diou"] = "nms"
+    type: Literal["nms", "voting_cluster_diou", "voting_cluster_diounms"] = "nms"
     iou_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.type = NMS_TYPE_ALIASES.get(self.type, self.type)  # type: ignore[assignment]
 
 
 @dataclass
@@ -247,10 +255,6 @@ class Config:
     source: str = field(default="", metadata={"internal": True})
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
-
-
 # --------------------------------------------------------------------------------------------- loading
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
@@ -310,76 +314,6 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     for base in bases:
         merged = _merge(merged, load_raw(path.parent / base, (*_seen, path)))
     return _merge(merged, data)
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert it (dataclasses, lists, tuples)."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
-        return from_dict(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported schema type {tp}")
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys are errors naming the full key."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            raise ConfigError(f"unknown config key '{full}' (valid keys here: {', '.join(sorted(names))})")
-        kwargs[key] = _convert(value, hints[key], full)
-    return cls(**kwargs)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from locdistill.config import ConfigError
+from locdistill.config_validation import ConfigError
 
 ENV_PATTERN = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 
@@ -86,9 +86,7 @@ def _section(raw: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def _sets_num_classes(config_file: Path, overrides: list[str]) -> bool:
     """Whether the config file itself (not its ``_base_`` files) or ``--set`` gives num_classes."""
-    from locdistill.config import _read_yaml
-
-    own = _read_yaml(config_file)
+    own = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}  # read already by load_raw
     head = (own.get("model") or {}).get("head") if isinstance(own.get("model"), dict) else None
     in_file = isinstance(head, dict) and "num_classes" in head
     return in_file or any(o.split("=", 1)[0].strip() == "model.head.num_classes" for o in overrides)
@@ -96,7 +94,7 @@ def _sets_num_classes(config_file: Path, overrides: list[str]) -> bool:
 
 def expand_ultralytics(raw: dict[str, Any], config_file: Path, overrides: list[str]) -> None:
     """Fill the splits of ``raw`` (merged, not yet validated) from its ``data.ultralytics`` file."""
-    from locdistill.data.ultralytics import read_data_yaml
+    from locdistill.config_ultralytics import read_data_yaml
 
     data = raw.get("data") if isinstance(raw.get("data"), dict) else None
     if not data or not data.get("ultralytics"):

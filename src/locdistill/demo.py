@@ -28,7 +28,7 @@ import torch
 from locdistill.config import Config, load_config
 from locdistill.models.gfl import GFL
 
-log = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -144,7 +144,7 @@ def run_demo(args: argparse.Namespace) -> int:
         figures.append(plot_runs([s.work_dir for s in stages], out / "loss_curves.png", names))
         figures.append(plot_edge_distributions(models, stages[1].cfg, out / "edge_distributions.png"))
     except ImportError as e:  # matplotlib is a dependency; a broken install still gets the table
-        log.warning("plots skipped: %s", e)
+        logger.warning("plots skipped: %s", e)
     result = {
         "metrics": rows,
         "ld_minus_baseline": ld_gain,

@@ -122,16 +122,16 @@ def collect(
         for name, m in models.items():
             for meta, det in zip(batch.metas, m.predict(outputs[name], batch.metas, rescale=True)):
                 stats[name].detections[int(meta.image_id)] = det.to("cpu")
-        gfl_targets = reference.get_targets(outputs[teacher], batch.targets, batch.metas)
-        b_idx, a_idx = gfl_targets.pos_mask.nonzero(as_tuple=True)
-        strides = gfl_targets.anchor_strides[a_idx]
+        assignment = reference.assign(outputs[teacher], batch.targets, batch.metas)
+        b_idx, a_idx = assignment.pos_mask.nonzero(as_tuple=True)
+        strides = assignment.anchor_strides[a_idx]
         gt = ground_truth_distances(
-            gfl_targets.anchors[a_idx], gfl_targets.bbox_targets[b_idx, a_idx], strides
+            assignment.anchors[a_idx], assignment.gt_boxes[b_idx, a_idx], strides
         ).cpu()
-        level = gfl_targets.level_index[a_idx]
-        vlr = vlr_region(gfl_targets, batch.targets) > 0
+        level = assignment.level_index[a_idx]
+        vlr = vlr_region(assignment, batch.targets) > 0
         v_b, v_a = vlr.nonzero(as_tuple=True)
-        v_level = gfl_targets.level_index[v_a]
+        v_level = assignment.level_index[v_a]
         regions = {"positives": (b_idx, a_idx, level), "vlr": (v_b, v_a, v_level)}
         for region, (_, _, lvl) in regions.items():
             out.region_counts[region] += torch.bincount(lvl.cpu(), minlength=num_levels)

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from locdistill.models.assignment import Assignment
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
-from locdistill.models.targets import GFLTargets
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch
 
@@ -44,7 +44,7 @@ def renormalize(images: Tensor, src: tuple[Sequence[float], Sequence[float]], mo
 def pick_objects(targets: Any, gts: list[Any], num: int) -> list[tuple[int, int, int]]:
     """Up to ``num`` ``(image, gt, anchor)`` triples, spread over object sizes (smallest first): for
     each chosen GT the ATSS positive anchor nearest its centre. ``targets`` needs ``gt_index`` and
-    ``anchors`` (a :class:`GFLTargets`), ``gts`` the batch's :class:`Targets`."""
+    ``anchors`` (an :class:`Assignment`), ``gts`` the batch's :class:`Targets`."""
     candidates = []
     for b, t in enumerate(gts):
         for g in range(len(t)):
@@ -90,7 +90,7 @@ def plot_edge_distributions(
         for name, m in models.items():
             out = m(renormalize(images, normalization, m))
             outputs[name] = HeadOutputs([c.cpu() for c in out.cls_scores], [r.cpu() for r in out.bbox_preds])
-    targets: GFLTargets = first.get_targets(next(iter(outputs.values())), batch.targets, batch.metas)
+    targets: Assignment = first.assign(next(iter(outputs.values())), batch.targets, batch.metas)
     logits = {name: flat_box_logits(out) for name, out in outputs.items()}
     picks = pick_objects(targets, batch.targets, num_objects)
     colors = colors or {name: PALETTE[k % len(PALETTE)] for k, name in enumerate(models)}

@@ -161,7 +161,8 @@ def plot_statistics(stats: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     sides = [s["_sizes"] for s in stats.values() if len(s["_sizes"])]
     top = max([float(v.max()) for v in sides] + [2.0])
-    bins = np.logspace(0, np.log10(top * 1.05), 40).tolist()
+    bottom = max(min([float(v.min()) for v in sides] + [top / 2]) * 0.9, 0.5)
+    bins = np.logspace(np.log10(bottom), np.log10(top * 1.05), 40).tolist()
     for k, (split, s) in enumerate(stats.items()):
         ax.hist(s["_sizes"], bins=bins, histtype="step", lw=1.6, color=PALETTE[k], label=split)
     for edge in (32, 96):

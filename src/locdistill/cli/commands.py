@@ -10,14 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from locdistill.config import Config
 
 
 class CommandUnavailable(RuntimeError):
     """A sub-command whose implementation module is not installed."""
 
 
-def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
+def _work_dir(args: argparse.Namespace, cfg: Config) -> Path:
     if args.work_dir is not None:
         return Path(args.work_dir)
     if cfg.work_dir:

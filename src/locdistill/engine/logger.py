@@ -1,6 +1,9 @@
 """Logging for training runs: console (tqdm-safe) + ``train.log`` on the main process, and JSON-lines
 metrics (``metrics.jsonl``; other ranks write ``metrics.rank<r>.jsonl``), optionally mirrored to
-TensorBoard on the main process (:mod:`locdistill.engine.tensorboard`)."""
+TensorBoard on the main process (:mod:`locdistill.engine.tensorboard`).
+
+Every module logs to its own ``logging.getLogger(__name__)``; :func:`setup_logger` puts the handlers on
+the package logger ``locdistill`` that they all propagate to."""
 
 from __future__ import annotations
 
@@ -25,10 +28,6 @@ class _TqdmHandler(logging.StreamHandler):
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
-
-
-def get_logger() -> logging.Logger:
-    return logging.getLogger(LOGGER_NAME)
 
 
 def setup_logger(work_dir: Path | None = None, rank: int = 0, filename: str = "train.log") -> logging.Logger:

@@ -11,6 +11,8 @@ Keys read (others, e.g. ``download``, are ignored)::
     nc: 80                        # optional; must equal the number of names
 
 Labels are found the YOLO way (``.../images/x.jpg`` -> ``.../labels/x.txt``); see :mod:`locdistill.data.yolo`.
+This module is part of config loading (:mod:`locdistill.config_resolve` turns ``data.ultralytics`` into
+YOLO-format splits); every problem is a :class:`~locdistill.config_validation.ConfigError`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from locdistill.data.records import DataFormatError
+from locdistill.config_validation import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -50,37 +52,37 @@ def _names(value: Any, where: str) -> list[str]:
         try:
             keys = sorted(int(k) for k in value)
         except (TypeError, ValueError):
-            raise DataFormatError(f"{where}: 'names' keys must be class indices 0..n-1") from None
+            raise ConfigError(f"{where}: 'names' keys must be class indices 0..n-1") from None
         if keys != list(range(len(keys))):
-            raise DataFormatError(f"{where}: 'names' keys must be 0..{len(keys) - 1}, got {keys}")
+            raise ConfigError(f"{where}: 'names' keys must be 0..{len(keys) - 1}, got {keys}")
         lookup = {int(k): v for k, v in value.items()}
         return [str(lookup[k]) for k in keys]
     if isinstance(value, list):
         return [str(v) for v in value]
-    raise DataFormatError(f"{where}: 'names' must be a list or a mapping index -> name")
+    raise ConfigError(f"{where}: 'names' must be a list or a mapping index -> name")
 
 
 def read_data_yaml(path: str | Path) -> UltralyticsData:
-    """Parse an Ultralytics ``data.yaml``; every problem is a :class:`DataFormatError` naming the file
+    """Parse an Ultralytics ``data.yaml``; every problem is a :class:`ConfigError` naming the file
     and the key."""
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"Ultralytics data.yaml not found: {path}")
+        raise ConfigError(f"Ultralytics data.yaml not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise DataFormatError(f"{path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise DataFormatError(f"{path}: expected a mapping with path/train/val/names")
+        raise ConfigError(f"{path}: expected a mapping with path/train/val/names")
     if "names" not in data:
-        raise DataFormatError(f"{path}: 'names' (the class names) is missing")
+        raise ConfigError(f"{path}: 'names' (the class names) is missing")
     names = _names(data["names"], str(path))
     if not names:
-        raise DataFormatError(f"{path}: 'names' is empty")
+        raise ConfigError(f"{path}: 'names' is empty")
     if len(set(names)) != len(names):
-        raise DataFormatError(f"{path}: duplicate class names")
+        raise ConfigError(f"{path}: duplicate class names")
     if data.get("nc") is not None and int(data["nc"]) != len(names):
-        raise DataFormatError(f"{path}: nc is {data['nc']} but 'names' lists {len(names)} classes")
+        raise ConfigError(f"{path}: nc is {data['nc']} but 'names' lists {len(names)} classes")
     base = path.resolve().parent
     root = _beside_or_cwd(str(data["path"]), base) if data.get("path") else base
     splits: dict[str, str] = {}
@@ -90,14 +92,14 @@ def read_data_yaml(path: str | Path) -> UltralyticsData:
             continue
         if isinstance(value, list):
             if len(value) != 1:
-                raise DataFormatError(
+                raise ConfigError(
                     f"{path}: '{split}' lists {len(value)} sources; locdistill takes one folder or .txt "
                     "list per split (write the images of all of them into one .txt list)"
                 )
             value = value[0]
         if not isinstance(value, str):
-            raise DataFormatError(f"{path}: '{split}' must be a folder or .txt list, got {value!r}")
+            raise ConfigError(f"{path}: '{split}' must be a folder or .txt list, got {value!r}")
         splits[split] = value
     if "train" not in splits or "val" not in splits:
-        raise DataFormatError(f"{path}: 'train' and 'val' are required")
+        raise ConfigError(f"{path}: 'train' and 'val' are required")
     return UltralyticsData(path=path, root=root, splits=splits, names=names)
