@@ -75,12 +75,20 @@ class HeadConfig:
     dfl_weight: float = 0.25
 
 
+NMS_TYPE_ALIASES = {"voting_cluster_diounms": "voting_cluster_diou"}
+"""Other names accepted for ``model.test.nms.type``: the LD repository's (the seed's) name."""
+
+
 @dataclass
 class NMSConfig:
-    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS)."""
+    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS;
+    the seed's name ``voting_cluster_diounms`` is accepted and stored as ``voting_cluster_diou``)."""
 
-    type: Literal["nms", "voting_cluster_diou"] = "nms"
+    type: Literal["nms", "voting_cluster_diou", "voting_cluster_diounms"] = "nms"
     iou_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.type = NMS_TYPE_ALIASES.get(self.type, self.type)  # type: ignore[assignment]
 
 
 @dataclass
@@ -126,7 +134,8 @@ class DatasetConfig:
 @dataclass
 class DataConfig:
     """Pipelines and loaders. ``img_scale``: (long, short) side limits of the keep-ratio resize;
-    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training."""
+    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training.
+    ``ultralytics``: an Ultralytics ``data.yaml`` that fills the splits (:mod:`locdistill.config_resolve`)."""
 
     train: DatasetConfig = field(default_factory=DatasetConfig)
     val: DatasetConfig = field(default_factory=DatasetConfig)
@@ -140,6 +149,7 @@ class DataConfig:
     images_per_gpu: int = 2
     workers_per_gpu: int = 2
     test_images_per_gpu: int = 1
+    ultralytics: str = ""
 
 
 @dataclass
@@ -161,7 +171,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
-    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs)."""
+    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
+    ``tensorboard``: also write the metrics.jsonl records as TensorBoard scalars (``WORK_DIR/tensorboard``;
+    needs the ``tensorboard`` package)."""
 
     epochs: int = 12
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -178,6 +190,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     max_iters: int | None = None
+    tensorboard: bool = False
 
 
 @dataclass
@@ -204,8 +217,8 @@ class VLRConfig(LDTermConfig):
 class DistillConfig:
     """Localization distillation from a frozen teacher.
 
-    ``teacher_config``: the teacher's own config file (relative paths are resolved against this
-    config's folder first); ``teacher_checkpoint``: its weights (locdistill, safetensors or
+    ``teacher_config``: the teacher's config file (relative to this config's folder first; empty: the
+    one stored in the teacher checkpoint); ``teacher_checkpoint``: its weights (locdistill, safetensors or
     mmdetection). ``normalize``: ``official`` reproduces the reference exactly (Main/VLR LD not divided
     by anything, so it grows with images per GPU); ``invariant`` keeps the per-image magnitude of
     official at ``reference_images_per_gpu`` images per GPU for any batch size.
@@ -221,6 +234,14 @@ class DistillConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """``coco_backend``: what computes the COCO metric, ``pycocotools`` or ``faster_coco_eval`` (the same
+    numbers, faster; ``pip install 'locdistill[fast-eval]'``)."""
+
+    coco_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
+
+
+@dataclass
 class Config:
     """The whole experiment. ``metric``: ``coco`` or ``voc``. ``distill``: ``None`` trains plain GFL."""
 
@@ -229,6 +250,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig | None = None
     metric: Literal["coco", "voc"] = "coco"
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     work_dir: str = ""
     source: str = field(default="", metadata={"internal": True})
 
@@ -276,10 +298,15 @@ def resolve_config_path(name: str | Path) -> Path:
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read ``path`` and its ``_base_`` chain into one merged mapping (not yet validated)."""
+    from locdistill.config_resolve import interpolate_env
+
     path = resolve_config_path(path).resolve()
     if path in _seen:
         raise ConfigError(f"config inheritance cycle: {' -> '.join(map(str, (*_seen, path)))}")
-    data = _read_yaml(path)
+    try:
+        data = interpolate_env(_read_yaml(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
@@ -319,15 +346,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`."""
+    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`;
+    then expand ``${oc.env:...}``, ``data.ultralytics`` and relative paths (see
+    :mod:`locdistill.config_resolve`)."""
+    from locdistill.config_resolve import expand_ultralytics, interpolate_env, resolve_relative_paths
+
     resolved = resolve_config_path(path)
     raw = load_raw(resolved)
-    if overrides:
-        raw = apply_overrides(_deep_copy(raw), overrides)
     try:
+        if overrides:
+            raw = apply_overrides(_deep_copy(raw), interpolate_env(list(overrides), "--set"))
+        expand_ultralytics(raw, resolved, overrides or [])
         cfg: Config = from_dict(Config, raw)
     except ConfigError as e:
         raise ConfigError(f"{resolved}: {e}") from None
+    resolve_relative_paths(cfg, resolved.parent)
     cfg.source = str(resolved)
     return cfg
 
