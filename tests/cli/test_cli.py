@@ -319,7 +319,7 @@ def test_mmdet_checkpoint_converts_and_evaluates_with_test(
     evaluated by ``locdistill test`` as it is, and after ``convert --from-mmdet``, with the same table."""
     from locdistill.config import load_config
     from locdistill.models.gfl import build_gfl
-    from tests.models.test_mmdet_import import HistoryBuffer, to_mmdet_keys
+    from tests.weights.test_mmdet_import import HistoryBuffer, to_mmdet_keys
 
     monkeypatch.chdir(ROOT)
     config = "configs/gfl/gfl_r18_fpn_bccd.yaml"

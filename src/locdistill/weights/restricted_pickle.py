@@ -30,13 +30,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from locdistill.weights.errors import WeightsError
 from locdistill.weights_sniff import describe_unreadable
 
 DEFAULT_MAX_STORAGE_BYTES = 8 << 30
 """Default cap on the bytes of all tensor storages of one file (8 GiB; a GFL X101-DCN is ~0.4 GiB)."""
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(WeightsError):
     """A checkpoint whose pickle tries something a weights file never needs, or that is too large."""
 
 
