@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         with record_function("part:head"):
             out = model.head(feats)
         with record_function("part:targets"):
-            targets = model.get_targets(out, batch.targets, batch.metas)
+            assignment = model.assign(out, batch.targets, batch.metas)
         with record_function("part:losses"):
-            losses = model.loss(out, batch.targets, batch.metas, targets)
+            losses = model.loss(out, batch.targets, batch.metas, assignment)
             loss = sum(losses.values())
             finite = bool(torch.isfinite(loss))  # type: ignore[arg-type]
         assert finite

@@ -4,6 +4,7 @@ bccd with the VOC metric)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -71,6 +72,29 @@ def test_arguments_of_delegated_commands() -> None:
     assert a.resume is True
     a = parser.parse_args(["train", "c.yaml", "--resume", "x.pth", "--set", "a=1", "b=2", "--set", "c=3"])
     assert a.resume == "x.pth" and a.set == ["a=1", "b=2", "c=3"]
+
+
+def test_arguments_of_the_data_and_analysis_options() -> None:
+    parser = build_parser()
+    a = parser.parse_args(["train", "c.yaml", "--data-root", "/d", "--tensorboard"])
+    assert (a.data_root, a.tensorboard) == ("/d", True)
+    a = parser.parse_args(
+        ["test", "c.yaml", "w.pth", "--coco-backend", "faster_coco_eval", "--data-root", "/d"]
+    )
+    assert (a.coco_backend, a.data_root) == ("faster_coco_eval", "/d")
+    assert parser.parse_args(["test", "c.yaml", "w.pth"]).coco_backend is None  # the config decides
+    a = parser.parse_args(["analyze", "t.pth", "s.pth", "--data", "c.yaml", "--names", "T", "S"])
+    assert (a.baseline, a.out, a.num_images, a.split, a.names) == (
+        None,
+        Path("analysis"),
+        0,
+        "val",
+        ["T", "S"],
+    )
+    a = parser.parse_args(["plot", "w1", "w2"])
+    assert (a.work_dirs, a.out) == ([Path("w1"), Path("w2")], None)
+    a = parser.parse_args(["inspect-data", "c.yaml", "--out", "o", "--data-root", "/d"])
+    assert (a.out, a.num_images, a.data_root) == (Path("o"), 4, "/d")
 
 
 # ---------------------------------------------------------------------------------------- errors
@@ -149,6 +173,28 @@ def test_coco128_train_test_convert_predict(
     ev.summarize()
     assert printed == [f"{v:0.3f}" for v in ev.stats]
     assert any(float(v) > 0 for v in printed)  # not a trivial all-zero comparison
+    # the per-class table (AP, AP50, AP75 per class; n/a for the classes absent from these 25 images)
+    rows = re.findall(r"^\| (\S[^|]*?) +\| (\d+) +\| (\S+) +\| (\S+) +\| (\S+) +\|$", out, flags=re.M)
+    assert len(rows) == 80 and rows[0][0] == "person"
+    present = [float(r[2]) for r in rows if int(r[1]) > 0]
+    assert all(r[2] == "n/a" for r in rows if int(r[1]) == 0)
+    assert len(present) == 30  # coco128's README: 30 classes in the validation split
+    assert abs(sum(present) / len(present) - ev.stats[0]) < 0.0015  # rounded to 3 decimals per class
+
+    # the faster-coco-eval backend prints the same table
+    if importlib.util.find_spec("faster_coco_eval") is not None:
+        capsys.readouterr()
+        args = [
+            "test",
+            config,
+            str(work / "latest.pth"),
+            "--coco-backend",
+            "faster_coco_eval",
+            "--set",
+            *TINY,
+        ]
+        assert main(args) == 0
+        assert capsys.readouterr().out.strip() == out.split("detections written to")[0].strip()
 
     # --format-only (test-dev style): the same results file, no evaluation
     only = tmp_path / "dets_only.json"
@@ -225,6 +271,8 @@ def test_bccd_train_and_test_with_the_voc_metric(
         assert re.search(rf"^\| {name} ", out, flags=re.M), out
     printed_ap = float(re.search(r"^AP:\s+(\S+)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
     printed_map = re.search(r"^\| mAP .*\| (\d\.\d{3}) \|$", out, flags=re.M).group(1)  # type: ignore[union-attr]
+    seed_line = out.splitlines()[-2]  # the seed's last line, then "detections written to ..."
+    assert re.fullmatch(r"\{'mAP': \d\.\d+(e-\d+)?\}", seed_line), seed_line
 
     # the written detections, scored again from the file, give the printed numbers
     cfg = load_config(config, TINY)
@@ -251,6 +299,7 @@ def test_bccd_train_and_test_with_the_voc_metric(
     result = voc.evaluate()
     assert result["AP"] == pytest.approx(printed_ap, rel=1e-6, abs=1e-9)
     assert f"{result['AP50']:.3f}" == printed_map
+    assert seed_line == str({"mAP": result["mAP"]})
 
 
 def test_malformed_set_value_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -270,7 +319,7 @@ def test_mmdet_checkpoint_converts_and_evaluates_with_test(
     evaluated by ``locdistill test`` as it is, and after ``convert --from-mmdet``, with the same table."""
     from locdistill.config import load_config
     from locdistill.models.gfl import build_gfl
-    from tests.models.test_mmdet_import import HistoryBuffer, to_mmdet_keys
+    from tests.weights.test_mmdet_import import HistoryBuffer, to_mmdet_keys
 
     monkeypatch.chdir(ROOT)
     config = "configs/gfl/gfl_r18_fpn_bccd.yaml"

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from locdistill.models.assigner import atss_assign
+from locdistill.models.assignment import build_assignment
 from locdistill.models.priors import AnchorGrid, multi_level_anchors, valid_counts, valid_flags
-from locdistill.models.targets import build_targets
 from locdistill.structures import ImageMeta, Targets, targets_look_valid
 from tests.helpers import tiny_gfl
 
@@ -47,7 +47,7 @@ def test_grid_equals_fresh_anchors_and_valid_flags(size: tuple[int, int]) -> Non
 def reference_targets(anchors, sizes, targets, metas, num_classes):
     """The straightforward form: fresh flags per image and boolean-mask writes (what the cache replaces)."""
     num_anchors = anchors.shape[0]
-    out = {"labels": [], "label_weights": [], "bbox_targets": [], "gt_index": [], "valid": []}
+    out = {"labels": [], "label_weights": [], "gt_boxes": [], "gt_index": [], "valid": []}
     for tgt, meta in zip(targets, metas):
         valid = valid_flags(sizes, STRIDES, meta.pad_shape)
         idx = valid.nonzero().squeeze(1)
@@ -92,8 +92,8 @@ def test_cached_targets_equal_fresh_targets(size: tuple[int, int]) -> None:
         ref = reference_targets(torch.cat(anchors), sizes, targets, metas, 3)
         grid = AnchorGrid(sizes, STRIDES)
         for _ in range(2):  # the second pass reads the cached valid anchors
-            t = build_targets(anchors, sizes, STRIDES, targets, metas, 3, grid=grid)
-            fresh = build_targets(anchors, sizes, STRIDES, targets, metas, 3)
+            t = build_assignment(anchors, sizes, STRIDES, targets, metas, 3, grid=grid)
+            fresh = build_assignment(anchors, sizes, STRIDES, targets, metas, 3)
             for k, v in ref.items():
                 assert torch.equal(getattr(t, k), v), k
                 assert torch.equal(getattr(fresh, k), v), k

@@ -10,14 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from locdistill.config import Config
 
 
 class CommandUnavailable(RuntimeError):
     """A sub-command whose implementation module is not installed."""
 
 
-def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
+def _work_dir(args: argparse.Namespace, cfg: Config) -> Path:
     if args.work_dir is not None:
         return Path(args.work_dir)
     if cfg.work_dir:
@@ -27,10 +30,16 @@ def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
+    from locdistill.config_resolve import set_data_root
     from locdistill.engine.distributed import cleanup_distributed, is_main_process
+    from locdistill.engine.tensorboard import require_tensorboard
     from locdistill.engine.train import train
 
     cfg = load_config(args.config, args.set)
+    set_data_root(cfg, args.data_root)
+    cfg.train.tensorboard = cfg.train.tensorboard or args.tensorboard
+    if cfg.train.tensorboard:
+        require_tensorboard()
     try:
         final = train(cfg, _work_dir(args, cfg), resume=args.resume)
         main_process = is_main_process()
@@ -58,20 +67,23 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from locdistill.config import load_config
     from locdistill.engine.distributed import cleanup_distributed, init_distributed
     from locdistill.engine.evaluate import evaluate_checkpoint
     from locdistill.engine.logger import setup_logger
 
-    cfg = load_config(args.config, args.set)
+    overrides = list(args.set)
+    if args.coco_backend is not None:
+        overrides.append(f"evaluation.coco_backend={args.coco_backend}")
     if args.format_only and args.out is None:
         raise ValueError("--format-only needs --out FILE (the detections are all it produces)")
     rank, _, _ = init_distributed()
     try:
         setup_logger(None, rank)
         result = evaluate_checkpoint(
-            cfg,
             args.checkpoint,
+            args.config,  # None: the config stored in the checkpoint
+            overrides=overrides,
+            data_root=args.data_root,
             split=args.split,
             metric=args.metric,
             use_ema=args.ema,
@@ -90,16 +102,14 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from locdistill.config import load_config
-    from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.device import pick_device
     from locdistill.engine.predict import predict_images
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
-    cfg = load_config(args.config, args.set)
     device = pick_device(args.device)
-    model, meta = load_detector(cfg, args.checkpoint, device)
+    model, info = build_detector_from_checkpoint(args.checkpoint, args.config, args.set, device)
     written = predict_images(
-        model, cfg, args.images, args.out, args.score_thr, device, class_names=meta.get("class_names")
+        model, info.config, args.images, args.out, args.score_thr, device, class_names=info.class_names
     )
     print(f"{len(written)} image(s) and detections.json written to {args.out}")
     return 0
@@ -112,7 +122,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 "--ema does not apply to --from-mmdet (mmdetection checkpoints hold one set of weights)"
             )
         try:
-            from locdistill.models.mmdet_import import convert_mmdet_checkpoint
+            from locdistill.weights.mmdet_import import convert_mmdet_checkpoint
         except ImportError as e:
             raise CommandUnavailable(
                 f"mmdetection import is not available in this installation ({e})"
@@ -165,3 +175,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     return int(_delegate("locdistill.export", "run_export")(args) or 0)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.analyze", "run_analyze")(args) or 0)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.curves", "run_plot")(args) or 0)
+
+
+def cmd_inspect_data(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.inspect_data", "run_inspect_data")(args) or 0)

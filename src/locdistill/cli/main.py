@@ -9,16 +9,19 @@ from collections.abc import Callable, Sequence
 
 from locdistill.cli.commands import (
     CommandUnavailable,
+    cmd_analyze,
     cmd_benchmark,
     cmd_chain,
     cmd_convert,
     cmd_demo,
     cmd_export,
+    cmd_inspect_data,
+    cmd_plot,
     cmd_predict,
     cmd_test,
     cmd_train,
 )
-from locdistill.cli.parser import build_parser
+from locdistill.cli.parser import build_parser, sort_paths
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "train": cmd_train,
@@ -29,6 +32,9 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "demo": cmd_demo,
     "benchmark": cmd_benchmark,
     "export": cmd_export,
+    "analyze": cmd_analyze,
+    "plot": cmd_plot,
+    "inspect-data": cmd_inspect_data,
 }
 
 
@@ -63,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
+        sort_paths(args)  # [CONFIG] CKPT -> args.config (None: the stored one), args.checkpoint
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,13 +2,14 @@
 the main process, score them with the COCO or VOC evaluator and share the metrics with every rank.
 
 :func:`evaluate` scores a model on a loader (training's periodic evaluation, the demo);
-:func:`evaluate_checkpoint` is ``locdistill test``: a config and a checkpoint in, metrics and result
-records out."""
+:func:`evaluate_checkpoint` is ``locdistill test``: a checkpoint (and optionally a config) in, metrics
+and result records out."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from torch import nn
 from tqdm import tqdm
 
 from locdistill.config import Config
+from locdistill.config_resolve import set_data_root
 from locdistill.data import build_dataset, build_test_loader
-from locdistill.engine.checkpoint import load_detector
 from locdistill.engine.device import amp_settings, pick_device
 from locdistill.engine.distributed import (
     all_gather_object,
@@ -28,6 +29,7 @@ from locdistill.engine.distributed import (
     is_main_process,
 )
 from locdistill.evaluation import CocoEvaluator, VOCEvaluator, format_coco_table, format_voc_table
+from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.structures import Batch, Detections
 
 logger = logging.getLogger(__name__)
@@ -71,9 +73,16 @@ def gather_detections(local: dict[int, Detections]) -> dict[int, Detections]:
 
 
 def score_detections(
-    dataset: Any, detections: dict[int, Detections], metric: str
+    dataset: Any,
+    detections: dict[int, Detections],
+    metric: str,
+    classwise: bool = False,
+    coco_backend: str = "pycocotools",
 ) -> tuple[dict[str, float], str, list[dict]]:
-    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth."""
+    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth.
+
+    ``classwise`` (COCO): the table ends with AP, AP50 and AP75 per class. ``coco_backend``:
+    ``pycocotools`` or ``faster_coco_eval`` (same numbers)."""
     if not hasattr(dataset, "image_ids") and hasattr(dataset, "dataset"):  # a RepeatDataset
         dataset = dataset.dataset
     image_ids = [int(i) for i in dataset.image_ids]
@@ -84,11 +93,15 @@ def score_detections(
         )
     empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
     if metric == "coco":
-        coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
+        gt = dataset.to_coco_dict()
+        coco = CocoEvaluator(gt, dataset.category_ids, backend=coco_backend)
         for image_id in image_ids:
             coco.add(image_id, detections.get(image_id, empty))
         metrics = coco.evaluate()
-        return {k: float(v) for k, v in metrics.items()}, format_coco_table(metrics), coco.results()
+        table = format_coco_table(metrics)
+        if classwise:
+            table += "\n\n" + _classwise_table(coco, gt, dataset)
+        return {k: float(v) for k, v in metrics.items()}, table, coco.results()
     if metric == "voc":
         voc = VOCEvaluator(dataset.class_names)
         for index, image_id in enumerate(image_ids):
@@ -99,6 +112,18 @@ def score_detections(
         result = voc.evaluate()
         return {k: float(v) for k, v in result.items()}, format_voc_table(result), []
     raise ValueError(f"unknown metric {metric!r} (expected 'coco' or 'voc')")
+
+
+def _classwise_table(coco: Any, gt: dict[str, Any], dataset: Any) -> str:
+    """AP, AP50, AP75 and the number of (non-crowd) ground-truth boxes per class of an evaluated run."""
+    from locdistill.evaluation import classwise_ap, format_classwise_table
+
+    counts = {c: 0 for c in dataset.category_ids}
+    for ann in gt["annotations"]:
+        if not ann.get("iscrowd", 0) and ann["category_id"] in counts:
+            counts[ann["category_id"]] += 1
+    rows = classwise_ap(coco.coco_eval, dataset.class_names, [counts[c] for c in dataset.category_ids])
+    return "per-class AP (IoU .50:.95, area all, 100 detections):\n" + format_classwise_table(rows)
 
 
 def coco_results(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:
@@ -144,6 +169,7 @@ def evaluate(
     amp: bool = False,
     amp_dtype: torch.dtype = torch.float16,
     progress: bool = True,
+    coco_backend: str = "pycocotools",
 ) -> tuple[dict[str, float], str, list[dict]]:
     """Evaluate ``model`` (a GFL) on ``loader``; every rank gets the metrics and the table, the main
     process also the COCO results list (``[]`` elsewhere and for VOC)."""
@@ -151,7 +177,7 @@ def evaluate(
     merged = gather_detections(local)
     result: tuple[dict[str, float], str, list[dict]] = ({}, "", [])
     if is_main_process():
-        result = score_detections(dataset, merged, metric)
+        result = score_detections(dataset, merged, metric, coco_backend=coco_backend)
     metrics, table = broadcast_object((result[0], result[1]))
     return metrics, table, result[2]
 
@@ -175,27 +201,35 @@ class CheckpointEvaluation:
 
 
 def evaluate_checkpoint(
-    cfg: Config,
     checkpoint: str | Path,
+    cfg: Config | str | Path | None = None,
     *,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
     split: str = "test",
     metric: str | None = None,
     use_ema: bool = False,
     format_only: bool = False,
     device: torch.device | None = None,
+    classwise: bool = True,
 ) -> CheckpointEvaluation | None:
-    """Evaluate the GFL of ``cfg`` with the weights of ``checkpoint`` (every format
-    :func:`~locdistill.engine.checkpoint.load_detector` reads) on ``data.test`` (``split="test"``,
-    falling back to ``data.val`` when the config has none) or ``data.val``.
+    """Evaluate the GFL that ``checkpoint`` holds (every format :func:`locdistill.weights.read_weights`
+    reads) on ``data.test`` (``split="test"``, falling back to ``data.val`` when the config has none) or
+    ``data.val``. The config is ``cfg`` (a path or a Config) when given, else the one stored in the
+    checkpoint, with ``overrides`` (``--set``) on top: its data section says what to evaluate on
+    (every split's root replaced by ``data_root``, ``--data-root``, when given).
 
     Under ``torch.distributed`` (initialised by the caller) every rank predicts its share; the main
     process gathers and scores them and gets the result, the other ranks ``None``. AMP follows
     ``train.amp`` / ``train.amp_dtype`` on CUDA. With ``format_only`` nothing is scored (COCO test-dev
-    has no ground truth here): only ``records`` is filled.
+    has no ground truth here): only ``records`` is filled. The COCO table ends with the per-class AP
+    table (``classwise``); ``evaluation.coco_backend`` chooses pycocotools or faster-coco-eval.
     """
-    metric = metric or cfg.metric
     device = device or pick_device()
-    model, _ = load_detector(cfg, checkpoint, device, use_ema)
+    model, info = build_detector_from_checkpoint(checkpoint, cfg, overrides, device, use_ema)
+    cfg = info.config
+    set_data_root(cfg, data_root)
+    metric = metric or cfg.metric
     data_cfg = cfg.data.test if split == "test" and cfg.data.test is not None else cfg.data.val
     dataset = build_dataset(data_cfg, cfg.data, train=False, mean=model.mean, std=model.std)
     loader = build_test_loader(
@@ -207,7 +241,9 @@ def evaluate_checkpoint(
         return None
     out = CheckpointEvaluation(num_images=len(detections))
     if not format_only:
-        out.metrics, out.table, out.records = score_detections(dataset, detections, metric)
+        out.metrics, out.table, out.records = score_detections(
+            dataset, detections, metric, classwise=classwise, coco_backend=cfg.evaluation.coco_backend
+        )
     elif metric == "coco":
         out.records = coco_results(dataset, detections)
     if metric != "coco":

@@ -11,47 +11,52 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.utils import draw_bounding_boxes
 
+from locdistill.config import Config
+from locdistill.data import build_transforms, collate, read_image, resolve_mean_std
+from locdistill.models.from_checkpoint import class_names_for
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 
 def prepare_image(
-    path: Path, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0
+    path: Path, cfg: Config, mean: Sequence[float], std: Sequence[float], image_id: int = 0
 ) -> tuple[torch.Tensor, Batch]:
     """``(uint8 image [3, H, W], one-image Batch)`` of an image file through the test pipeline."""
-    from locdistill.data import build_transforms, collate, read_image, resolve_mean_std
-
     image = read_image(path)
+    return image, prepare_tensor(image, cfg, mean, std, image_id, str(path))
+
+
+def prepare_tensor(
+    image: torch.Tensor,
+    cfg: Config,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_id: int = 0,
+    file_name: str = "",
+) -> Batch:
+    """A one-image Batch of a ``uint8 [3, H, W]`` RGB image through the test pipeline (resize into
+    ``data.img_scale``, normalise, pad to ``data.size_divisor``); its meta maps back to ``image``."""
     m, s = resolve_mean_std(cfg.data, mean, std)
     transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
     shape = (int(image.shape[1]), int(image.shape[2]))
     meta = ImageMeta(
-        image_id=image_id, file_name=str(path), ori_shape=shape, img_shape=shape, pad_shape=shape
+        image_id=image_id, file_name=file_name, ori_shape=shape, img_shape=shape, pad_shape=shape
     )
     sample = transform(image, Targets(), meta)
-    return image, collate([sample], cfg.data.size_divisor)
-
-
-def _class_names(cfg: Any, num_classes: int, known: Sequence[str] | None = None) -> list[str]:
-    """Class names: ``known`` (a checkpoint's meta), else the config's datasets, else numbers."""
-    if known and len(known) == num_classes:
-        return list(known)
-    for split in (cfg.data.train, cfg.data.val, cfg.data.test):
-        if split is not None and len(split.classes) == num_classes:
-            return list(split.classes)
-    return [f"class_{i}" for i in range(num_classes)]
+    return collate([sample], cfg.data.size_divisor)
 
 
 @torch.inference_mode()
 def predict_images(
     model: nn.Module,
-    cfg: Any,
+    cfg: Config,
     images: Sequence[Path],
     out_dir: Path,
     score_thr: float = 0.3,
@@ -59,12 +64,9 @@ def predict_images(
     class_names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Detect on each image, write ``out_dir/<name>`` with the boxes drawn and ``detections.json``."""
-    from PIL import Image
-    from torchvision.utils import draw_bounding_boxes
-
     device = device or next(model.parameters()).device
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = _class_names(cfg, int(model.num_classes), class_names)  # type: ignore[arg-type]
+    names = class_names_for(cfg, int(model.num_classes), class_names)  # type: ignore[arg-type]
     records, written, used = [], [], set()
     model.eval()
     for index, path in enumerate(images):
