@@ -5,6 +5,9 @@ paths, relative to the file) names files merged first; later files override earl
 (mappings merge recursively, everything else is replaced). An unknown key anywhere is an error that
 names the key and the file. ``--set a.b=v`` overrides are parsed as YAML scalars and then checked
 against the field's type, so ``--set train.epochs=3`` is an int and ``--set train.epochs=x`` an error.
+Numbers such as ``5e-4`` are floats (YAML 1.2; PyYAML alone reads them as strings). Values out of
+range (``train.epochs < 1``, ``model.head.reg_max < 1``, an lr that is not a finite positive number)
+are errors naming the key.
 
 Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword arguments.
 """
@@ -12,6 +15,8 @@ Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -238,10 +243,34 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- loading
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``5e-4``, ``1E3`` and ``+1e-2`` are numbers (YAML 1.1,
+    which PyYAML follows, needs a dot and a signed exponent: ``5.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document or scalar with :class:`_Loader` (``5e-4`` is a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = parse_yaml(f.read())
     except FileNotFoundError as e:
         raise ConfigError(f"config file not found: {path}") from e
     except yaml.YAMLError as e:
@@ -287,6 +316,10 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b.strip() for b in bases):
+        raise ConfigError(
+            f"{path}: _base_ must be a path or a list of paths (relative to the file), got {bases!r}"
+        )
     merged: dict[str, Any] = {}
     for base in bases:
         merged = _merge(merged, load_raw(path.parent / base, (*_seen, path)))
@@ -377,7 +410,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.path=value")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text else ""
+        try:
+            value = parse_yaml(text) if text else ""
+        except yaml.YAMLError as e:
+            problem = " ".join(str(getattr(e, "problem", "") or e).split())
+            raise ConfigError(
+                f"--set {key.strip()}: {text!r} is not a valid YAML value ({problem})"
+            ) from None
         parts = key.strip().split(".")
         node = raw
         for part in parts[:-1]:
@@ -400,6 +439,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raw = apply_overrides(_deep_copy(raw), overrides)
     try:
         cfg: Config = from_dict(Config, raw)
+        check_values(cfg)
     except ConfigError as e:
         raise ConfigError(f"{resolved}: {e}") from None
     cfg.source = str(resolved)
@@ -408,7 +448,31 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Validate a plain mapping (e.g. the config embedded in a checkpoint)."""
-    return from_dict(Config, _deep_copy(data))
+    cfg: Config = from_dict(Config, _deep_copy(data))
+    check_values(cfg)
+    return cfg
+
+
+def check_values(cfg: Config) -> None:
+    """Range checks the types cannot express; :class:`ConfigError` names the key and the value."""
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "at least 1"),
+        ("model.head.reg_max", cfg.model.head.reg_max, cfg.model.head.reg_max >= 1, "at least 1"),
+        ("model.head.num_classes", cfg.model.head.num_classes, cfg.model.head.num_classes >= 1, "at least 1"),
+        (
+            "train.optim.lr",
+            cfg.train.optim.lr,
+            math.isfinite(cfg.train.optim.lr) and cfg.train.optim.lr > 0,
+            "a finite number above 0",
+        ),
+        ("data.images_per_gpu", cfg.data.images_per_gpu, cfg.data.images_per_gpu >= 1, "at least 1"),
+        ("data.workers_per_gpu", cfg.data.workers_per_gpu, cfg.data.workers_per_gpu >= 0, "0 or more"),
+    ]
+    if cfg.train.max_iters is not None:
+        checks.append(("train.max_iters", cfg.train.max_iters, cfg.train.max_iters >= 1, "at least 1"))
+    for key, value, ok, must in checks:
+        if not ok:
+            raise ConfigError(f"{key} must be {must}, got {value!r}")
 
 
 def _deep_copy(data: Any) -> Any:
