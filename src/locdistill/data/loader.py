@@ -1,7 +1,9 @@
 """DataLoaders for training and evaluation, one process or many (``torch.distributed``).
 
-Training order depends only on ``(seed, epoch)``: call ``loader.sampler.set_epoch(epoch)`` before each
-epoch (both samplers used here support it), so a resumed run sees the same order. Under
+Training batches depend only on ``(seed, epoch)``: call ``loader.batch_sampler.set_epoch(epoch)`` before
+each epoch. The order comes from the index sampler (``loader.batch_sampler.sampler``), the augmentation
+randomness of each sample from a per-sample seed (:mod:`locdistill.data.seeding`), so a resumed run,
+or one with another number of workers, sees the same batches. Under
 ``torch.distributed`` the training sampler is ``DistributedSampler`` (each rank a disjoint share,
 padded with repeats to equal length); the test sampler gives rank ``r`` the indices ``r, r + world, ...``
 with no padding, so the gathered predictions cover every image exactly once.
@@ -18,6 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from locdistill.data.collate import Collate
+from locdistill.data.seeding import SeededBatchSampler, SeededDataset
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -85,12 +88,16 @@ def build_train_loader(
 ) -> DataLoader:
     """Shuffled loader of :class:`~locdistill.structures.Batch` es of ``images_per_gpu`` images.
 
+    ``loader.dataset`` is ``dataset`` wrapped in a :class:`~locdistill.data.seeding.SeededDataset`;
+    ``loader.batch_sampler`` a :class:`~locdistill.data.seeding.SeededBatchSampler` over the index
+    sampler (``EpochShuffleSampler``, or ``DistributedSampler`` under ``torch.distributed``).
+
     Args:
         dataset: a detection dataset (``size_divisor`` is read from it unless given).
         images_per_gpu: images per batch on this process.
         workers: worker processes (0: load in the main process); workers are persistent.
-        seed: shuffling seed (with the epoch given to ``loader.sampler.set_epoch``) and base seed of the
-            loader's generator (worker seeds).
+        seed: shuffling and augmentation seed (with the epoch given to ``loader.batch_sampler.set_epoch``)
+            and base seed of the loader's generator.
         distributed: use ``DistributedSampler`` when ``torch.distributed`` is initialised.
     """
     if images_per_gpu < 1:
@@ -102,13 +109,11 @@ def build_train_loader(
         sampler = EpochShuffleSampler(dataset, seed)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset,
-        batch_size=images_per_gpu,
-        sampler=sampler,
+        SeededDataset(dataset),
+        batch_sampler=SeededBatchSampler(sampler, images_per_gpu, seed),
         num_workers=workers,
         collate_fn=Collate(_size_divisor(dataset, size_divisor)),
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=False,
         persistent_workers=workers > 0,
         worker_init_fn=seed_worker,
         generator=generator,
