@@ -153,14 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "predict",
-        "draw detections on images and write them as JSON",
-        "example:\n  locdistill predict CONFIG CKPT photo.jpg --out preds/ --score-thr 0.3",
+        "draw detections on images and videos and write them as JSON",
+        "examples:\n  locdistill predict CONFIG CKPT photo.jpg --out preds/ --score-thr 0.3\n"
+        "  locdistill predict CONFIG CKPT photos/ 'more/**/*.png' clip.mp4 --out preds/\n\n"
+        "inputs are never written over, even with --out the input folder (a.jpg is drawn into a_det.jpg);\n"
+        "videos need PyAV (pip install 'locdistill[video]') and are written as annotated .mp4 files.",
     )
     p.add_argument("config", help="config file or shipped config name")
     p.add_argument("checkpoint", help="model weights")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
     p.add_argument(
-        "--out", type=Path, required=True, help="output folder for drawn images and detections.json"
+        "images",
+        nargs="+",
+        metavar="INPUT",
+        help="image or video files, folders (their images and videos) or glob patterns",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder for drawn images, videos and detections.json"
     )
     p.add_argument(
         "--score-thr", type=float, default=0.3, help="minimum score to draw and report (default 0.3)"
@@ -313,19 +321,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from locdistill.config import load_config
     from locdistill.engine.checkpoint import load_detector
-    from locdistill.engine.predict import predict_images
+    from locdistill.engine.predict import collect_inputs, predict_files
 
     cfg = load_config(args.config, args.set)
+    inputs = collect_inputs(args.images)  # before loading the model: a missing input fails fast
     device = (
         torch.device(args.device)
         if args.device
         else (torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     )
     model, meta = load_detector(cfg, args.checkpoint, device)
-    written = predict_images(
-        model, cfg, args.images, args.out, args.score_thr, device, class_names=meta.get("class_names")
+    written = predict_files(
+        model, cfg, inputs, args.out, args.score_thr, device, class_names=meta.get("class_names")
     )
-    print(f"{len(written)} image(s) and detections.json written to {args.out}")
+    print(f"{len(written)} output file(s) and detections.json written to {args.out}")
     return 0
 
 
@@ -421,8 +430,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors.append(NonFiniteLossError)
     try:
         from locdistill.data import BadImageError
+        from locdistill.data.video import VideoError
+        from locdistill.engine.predict import PredictError
 
-        errors.append(BadImageError)
+        errors += [BadImageError, VideoError, PredictError]
     except ImportError:  # pragma: no cover - a partial installation
         pass
     return tuple(errors)
