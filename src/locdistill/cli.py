@@ -338,7 +338,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (resolved paths, or the same inode through links)."""
+    import os
+
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    if _same_file(args.checkpoint, args.out):
+        raise ValueError(
+            f"convert would write over its own input {args.checkpoint}; give another output path"
+        )
     if args.from_mmdet:
         if args.ema:
             raise ValueError(

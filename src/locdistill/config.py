@@ -166,7 +166,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
-    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs)."""
+    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
+    ``checkpoint_iters``: also save ``iter_N.pth`` every this many iterations inside an epoch (0: only
+    at epoch ends), so a killed run with long epochs loses at most that much work."""
 
     epochs: int = 12
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -178,6 +180,7 @@ class TrainConfig:
     sync_bn: bool = False
     eval_interval: int = 1
     checkpoint_interval: int = 1
+    checkpoint_iters: int = 0
     keep_last: int = 3
     log_interval: int = 50
     seed: int = 0

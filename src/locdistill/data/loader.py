@@ -146,4 +146,5 @@ def build_test_loader(
         drop_last=False,
         persistent_workers=workers > 0,
         worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(0),  # evaluating leaves the global RNG untouched
     )
