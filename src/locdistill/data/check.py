@@ -43,7 +43,8 @@ def check_record(record: ImageRecord, img_scale: Sequence[int] | None = None) ->
     except Exception as e:  # PIL raises many exception types for bad files
         return f"{path}: cannot decode ({' '.join(str(e).split()) or type(e).__name__})"
     if (height, width) != (record.height, record.width):
-        return f"{path}: the file is {width}x{height} (w x h) but its annotation says {record.width}x{record.height}"
+        said = f"{record.width}x{record.height}"
+        return f"{path}: the file is {width}x{height} (w x h) but its annotation says {said}"
     if img_scale is not None:
         new_h, new_w = rescale_size(height, width, img_scale)
         if min(new_h, new_w) < 1:
