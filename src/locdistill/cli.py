@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT",
         help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a work dir that holds a run, removing that run's checkpoints, metrics and "
+        "logs (without it, or --resume, such a work dir is refused)",
+    )
     _add_set(p)
 
     p = add(
@@ -240,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     try:
-        final = train(cfg, _work_dir(args, cfg), resume=args.resume)
+        final = train(cfg, _work_dir(args, cfg), resume=args.resume, overwrite=args.overwrite)
         main_process = is_main_process()
     finally:
         cleanup_distributed()
@@ -441,6 +447,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from locdistill.engine.train import NonFiniteLossError
 
     errors.append(NonFiniteLossError)
+    from locdistill.models.backbones.weights import PretrainedWeightsError
+
+    errors.append(PretrainedWeightsError)
     try:
         from locdistill.data import BadImageError
         from locdistill.data.video import VideoError

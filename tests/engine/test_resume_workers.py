@@ -75,7 +75,8 @@ def assert_same_tensors(a: Any, b: Any, where: str = "checkpoint") -> None:
 
 def kill_when(config: Path, work: Path, trigger: str, extra: list[str]) -> None:
     """Run ``locdistill train`` in a subprocess and SIGKILL it as soon as ``work/trigger`` exists."""
-    cmd = [sys.executable, "-m", "locdistill", "train", str(config), "--work-dir", str(work), "--set", *extra]
+    cmd = [sys.executable, "-m", "locdistill", "train", str(config), "--work-dir", str(work)]
+    cmd += ["--set", *extra] if extra else []
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -283,9 +283,10 @@ def test_pretrained_weights_offline_is_a_one_line_error(
         str(tmp_path / "w"),
         "--set",
         "model.backbone.pretrained=true",
+        "model.backbone.base_width=64",  # the real ResNet-18, which has ImageNet weights
     )
     assert code == 2
-    assert_one_line_error(err, "resnet18")
+    assert_one_line_error(err, "resnet18", "Temporary failure in name resolution")
 
 
 def test_resume_from_a_converted_or_other_architecture_checkpoint(

@@ -31,8 +31,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from locdistill.config import Config, to_dict
+from locdistill.config import Config, check_values, to_dict
+from locdistill.data.check import check_image_files
 from locdistill.engine.checkpoint import (
+    CheckpointError,
     get_rng_state,
     link_or_copy,
     load_checkpoint,
@@ -42,7 +44,7 @@ from locdistill.engine.checkpoint import (
 )
 from locdistill.engine.distributed import all_gather_object, all_reduce_sum, init_distributed
 from locdistill.engine.ema import ModelEMA
-from locdistill.engine.loader import set_epoch, skip_batches
+from locdistill.engine.loader import data_seed, set_data_seed, set_epoch, skip_batches
 from locdistill.engine.logger import MetricsWriter, setup_logger
 from locdistill.engine.optim import build_optimizer, build_scheduler, clip_grad_norm, scaled_lr
 from locdistill.engine.runinfo import (
@@ -52,6 +54,7 @@ from locdistill.engine.runinfo import (
     seed_everything,
     write_run_info,
 )
+from locdistill.engine.workdir import prepare_work_dir
 from locdistill.structures import Batch
 
 MAIN_METRIC = "AP"
@@ -113,6 +116,8 @@ class TrainState:
     best: dict[str, Any] = field(
         default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
     )
+    data_seed: int | None = None
+    """Seed of the training batches' order and augmentation (see :mod:`locdistill.data.seeding`)."""
 
     def state_dict(self, cfg: Config, meta: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint (collective under DDP: every rank's RNG state is gathered)."""
@@ -128,6 +133,7 @@ class TrainState:
             "iter": self.pos.iter,
             "global_iter": self.pos.global_iter,
             "best": dict(self.best),
+            "data_seed": self.data_seed,
             "rng": rng,
             "rng_ranks": rng_ranks if len(rng_ranks) > 1 else None,
             "config": to_dict(cfg),
@@ -148,6 +154,8 @@ class TrainState:
                 self.ema = ModelEMA(self.model, self.ema.decay, self.ema.warmup_iters)
         self.pos = Position(int(ckpt["epoch"]), int(ckpt["iter"]), int(ckpt["global_iter"]))
         self.best = dict(ckpt.get("best") or self.best)
+        if ckpt.get("data_seed") is not None:
+            self.data_seed = int(ckpt["data_seed"])
         ranks = ckpt.get("rng_ranks")
         if ranks:
             return ranks[rank] if rank < len(ranks) else None
@@ -200,18 +208,25 @@ class Run:
     metrics: MetricsWriter
     bar: Any
     clock: _Clock
+    save_inside_epoch: Any = None
 
 
-def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -> Path:
+def train(
+    cfg: Config, work_dir: str | Path, resume: str | bool | None = None, overwrite: bool = False
+) -> Path:
     """Train ``cfg`` in ``work_dir`` and return the last checkpoint written (``latest.pth`` links to it).
 
     Args:
         cfg: the resolved config (``distill`` set: LD from the frozen teacher; else plain GFL).
         work_dir: run folder: config.yaml, env.json, git_rev.txt, train.log, metrics.jsonl, checkpoints.
         resume: ``True``: ``work_dir/latest.pth``; a path: that checkpoint; ``None``/``False``: start fresh.
+        overwrite: start fresh even where ``work_dir`` holds a run (its files are removed); without it
+            that is a :class:`~locdistill.engine.workdir.WorkDirError`.
     """
+    check_values(cfg)
     rank, _, world_size = init_distributed()
     work_dir = Path(work_dir)
+    prepare_work_dir(work_dir, resume, overwrite, main_process=rank == 0)
     log = setup_logger(work_dir, rank)
     tc = cfg.train
     device = pick_device()
@@ -236,6 +251,8 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     train_set, train_loader, val_set, val_loader = build_data(cfg, model.mean, model.std, world_size > 1)
     class_names = _check_classes(train_set, int(model.num_classes))  # type: ignore[arg-type]
+    if val_set is not None:  # before the first iteration, not after the first epoch
+        check_image_files(val_set, cfg.data.img_scale, "validation data (data.val)")
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
         raise ValueError(f"the training set at {cfg.data.train.root!r} gives no batches (is it empty?)")
@@ -260,13 +277,17 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         scheduler=build_scheduler(optimizer, tc.optim, iters_per_epoch),
         scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
         ema=ModelEMA(model, tc.ema_decay) if tc.ema else None,
+        data_seed=data_seed(train_loader),
     )
     rng_state = None
+    resume_eval: int | None = None  # an epoch whose evaluation the resumed run did not finish
+    resume_path = work_dir / "latest.pth"
     if resume:
         path = work_dir / "latest.pth" if resume is True else Path(resume)
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: checkpoint not found: {path}")
         ckpt = load_checkpoint(path)
+        check_resumable(ckpt, path, model)
         saved_world = (ckpt.get("meta") or {}).get("world_size", world_size)
         if saved_world != world_size:
             log.warning(
@@ -276,7 +297,12 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
                 world_size,
             )
         rng_state = st.load_state_dict(ckpt, rank)
+        if ckpt.get("eval_pending") and st.pos.iter == 0 and val_loader is not None:
+            resume_eval, resume_path = st.pos.epoch, path
         del ckpt
+        if st.data_seed is not None and st.data_seed != data_seed(train_loader):
+            log.info("data order and augmentation seeded with the run's %d", st.data_seed)
+            set_data_seed(train_loader, st.data_seed)
         log.info(
             "resumed from %s: epoch %d, %d of its %d iterations done (%d in total)",
             path,
@@ -318,9 +344,53 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     def save(name: str, ckpt: dict[str, Any]) -> Path:
         path = save_checkpoint(work_dir / name, ckpt)
         link_or_copy(path, work_dir / "latest.pth")
-        prune_checkpoints(work_dir, tc.keep_last, iters_per_epoch)
+        prune_checkpoints(work_dir, tc.keep_last, iters_per_epoch, current=path)
         log.info("checkpoint saved: %s", path)
         return path
+
+    def save_inside_epoch() -> None:  # train.checkpoint_iters
+        ckpt = st.state_dict(cfg, meta)
+        if rank == 0:
+            save(f"iter_{st.pos.global_iter}.pth", ckpt)
+
+    run.save_inside_epoch = save_inside_epoch
+
+    def evaluate_epoch(done: int, epoch_ckpt: dict[str, Any] | None) -> Path | None:
+        """Evaluate after epoch ``done`` (as mmdetection's EvalHook), track the best; re-save the
+        epoch's checkpoint ``epoch_ckpt`` with the result. Returns the checkpoint written, if any."""
+        from locdistill.engine.evaluate import evaluate
+
+        net = st.ema.module if st.ema is not None else model
+        results, table, _ = evaluate(
+            net, val_loader, val_set, cfg.metric, device, amp=use_amp, amp_dtype=amp_dtype, progress=False
+        )
+        log.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
+        run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
+        value, best = results.get(MAIN_METRIC), st.best["value"]
+        improved = value is not None and math.isfinite(value) and (best is None or value > best)
+        if improved:
+            st.best.update(value=float(value), epoch=done)  # type: ignore[arg-type]
+        written = None
+        if epoch_ckpt is not None:
+            epoch_ckpt.update(best=dict(st.best), eval_pending=False)
+            if rank == 0:
+                written = save(f"epoch_{done}.pth", epoch_ckpt)
+        if improved:
+            if epoch_ckpt is not None:
+                if written is not None:
+                    link_or_copy(written, work_dir / "best.pth")
+            else:
+                ckpt = st.state_dict(cfg, meta)
+                if rank == 0:
+                    save_checkpoint(work_dir / "best.pth", ckpt)
+            log.info("new best %s %.4f at epoch %d: best.pth", MAIN_METRIC, st.best["value"], done)
+        return written
+
+    if resume_eval is not None:  # the run resumed from was stopped while evaluating this epoch
+        log.info("evaluating epoch %d, which the interrupted run did not finish evaluating", resume_eval)
+        resumed = load_checkpoint(resume_path)
+        final = evaluate_epoch(resume_eval, resumed) or final
+        del resumed
 
     for epoch in range(st.pos.epoch, tc.epochs):
         set_epoch(train_loader, epoch)
@@ -343,42 +413,20 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
             log.info("stopped after train.max_iters=%d iterations", tc.max_iters)
             break
 
-        # Epoch end: evaluate, then checkpoint (so that the saved RNG state follows the evaluation).
+        # Epoch end: checkpoint, then evaluate (an evaluation error must not cost the epoch; evaluating
+        # leaves the global RNG alone, so the saved RNG state is also the one after it).
         st.pos = Position(epoch + 1, 0, st.pos.global_iter)
-        done, improved = epoch + 1, False
-        eval_due = tc.eval_interval > 0 and done % tc.eval_interval == 0  # as mmdetection's EvalHook
-        if val_loader is not None and eval_due:
-            from locdistill.engine.evaluate import evaluate
-
-            eval_model = st.ema.module if st.ema is not None else model
-            results, table, _ = evaluate(
-                eval_model,
-                val_loader,
-                val_set,
-                cfg.metric,
-                device,
-                amp=use_amp,
-                amp_dtype=amp_dtype,
-                progress=False,
-            )
-            log.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
-            run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
-            value, best = results.get(MAIN_METRIC), st.best["value"]
-            if value is not None and math.isfinite(value) and (best is None or value > best):
-                st.best.update(value=float(value), epoch=done)
-                improved = True
+        done = epoch + 1
         due = done % max(tc.checkpoint_interval, 1) == 0 or done == tc.epochs
-        if due or improved:
-            ckpt = st.state_dict(cfg, meta)
-            if rank == 0 and due:
-                final = save(f"epoch_{done}.pth", ckpt)
-            if rank == 0 and improved:
-                if due:
-                    link_or_copy(final, work_dir / "best.pth")
-                else:
-                    save_checkpoint(work_dir / "best.pth", ckpt)
-                log.info("new best %s %.4f at epoch %d: best.pth", MAIN_METRIC, st.best["value"], done)
-            del ckpt
+        eval_due = val_loader is not None and tc.eval_interval > 0 and done % tc.eval_interval == 0
+        epoch_ckpt = st.state_dict(cfg, meta) if due else None
+        if epoch_ckpt is not None:
+            epoch_ckpt["eval_pending"] = eval_due  # a resumed run evaluates it if this one could not
+            if rank == 0:
+                final = save(f"epoch_{done}.pth", epoch_ckpt)
+        if eval_due:
+            final = evaluate_epoch(done, epoch_ckpt) or final
+        del epoch_ckpt
     bar.close()
     log.info("training finished: %s", final)
     return final
@@ -461,6 +509,9 @@ def train_one_epoch(
             if i + 1 == run.iters_per_epoch:  # stopped exactly at an epoch end
                 st.pos = Position(epoch + 1, 0, st.pos.global_iter)
             return True
+        every = tc.checkpoint_iters
+        if every > 0 and st.pos.global_iter % every == 0 and i + 1 < run.iters_per_epoch:
+            run.save_inside_epoch()
     return False
 
 
@@ -474,6 +525,36 @@ class _Clock:
     def eta(self, global_iter: int) -> float:
         rate = (time.perf_counter() - self.t0) / max(global_iter - self.start_iter, 1)
         return round(rate * max(self.total - global_iter, 0), 1)
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "iter", "global_iter")
+
+
+def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` unless ``ckpt`` is a training checkpoint whose
+    model has exactly the keys and shapes of ``model`` (a converted checkpoint has weights only; one of
+    another architecture or width does not fit)."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        what = "weights only (a converted or exported checkpoint)" if "model" in ckpt else "no training state"
+        raise CheckpointError(
+            f"cannot resume from {path}: it holds {what}, without {', '.join(missing)}; resume from a "
+            "training checkpoint (latest.pth, epoch_N.pth, iter_N.pth of the run)"
+        )
+    own, saved = model.state_dict(), ckpt["model"]
+    problems = [f"missing {k}" for k in own if k not in saved]
+    problems += [f"unexpected {k}" for k in saved if k not in own]
+    problems += [
+        f"{k} is {tuple(saved[k].shape)} in the checkpoint, {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise CheckpointError(
+            f"cannot resume from {path}: its model does not fit this config ({shown}); resume with the "
+            "config the run was trained with (its config.yaml)"
+        )
 
 
 def _check_classes(dataset: Any, num_classes: int) -> list[str]:
