@@ -11,10 +11,9 @@ from PIL import Image
 
 from locdistill.export import export_onnx
 from locdistill.structures import ImageMeta
-from tests.test_distill import tiny_gfl
+from tests.helpers import SHARED, tiny_gfl
 
 ort = pytest.importorskip("onnxruntime")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _photo(h: int, w: int, mean, std) -> torch.Tensor:

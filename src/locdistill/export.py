@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from locdistill.models.box_ops import box_centers, distance2bbox
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_loss import flatten_levels
+from locdistill.ops.box_ops import box_centers, distance2bbox
 
 
 class ExportableGFL(nn.Module):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from locdistill.data import base
-from locdistill.data.base import read_image
+from locdistill.data import image_io
+from locdistill.data.image_io import read_image
 
 
 def write_png16(path: Path, values: np.ndarray) -> Path:
@@ -33,7 +33,7 @@ def write_png16(path: Path, values: np.ndarray) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "_warned_modes", set())
+    monkeypatch.setattr(image_io, "_warned_modes", set())
 
 
 def test_16_bit_grey_png_is_scaled_not_saturated(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from locdistill.data.base import BadImageError, ImageRecord
+from locdistill.data.image_io import BadImageError
+from locdistill.data.records import ImageRecord
 from locdistill.data.transforms import rescale_size
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Video files: decode frames and encode an annotated video, with PyAV (``pip install 'locdistill[video]'``).
 
 torchvision 0.22+ no longer reads or writes video, so both directions use PyAV (FFmpeg's libraries in
-one wheel). Frames are ``uint8 [3, H, W]`` RGB tensors, like :func:`~locdistill.data.base.read_image`.
+one wheel). Frames are ``uint8 [3, H, W]`` RGB tensors, like :func:`~locdistill.data.image_io.read_image`.
 Written videos are H.264 (``libx264``; MPEG-4 part 2 where the FFmpeg build lacks it) in ``yuv420p``,
 which needs even sizes: an odd height or width gets one more row or column, repeating the last one.
 """

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from locdistill.data.base import BadImageError
+from locdistill.data.image_io import BadImageError
 from locdistill.data.video import VideoError, VideoWriter, is_video, read_video_frames, video_fps
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 

@@ -7,13 +7,20 @@ Short and explicit on purpose::
             losses = module(batch)                # DetectorLoss or Distiller (DDP-wrapped when distributed)
             loss = sum(losses.values())           # one isfinite() sync per step: abort naming the term
             scaler.scale(loss).backward(); clip; scaler.step(optimizer); scheduler.step(); ema.update()
-        evaluate every eval_interval epochs, then checkpoint every checkpoint_interval epochs and at the end
+        end_of_epoch: checkpoint every checkpoint_interval epochs and at the end, then evaluate every
+        eval_interval epochs (best.pth on a new best)
 
-Resume is exact: model, optimizer, scheduler, scaler, EMA, epoch, position inside the epoch (the
-batches already done are skipped without being loaded; the sampler order depends only on seed and
-epoch) and the RNG states of every rank. With ``data.workers_per_gpu=0`` a resumed run is
-bit-identical to an uninterrupted one on CPU; with worker processes a resumed *partial* epoch draws its
-augmentation randomness from fresh worker seeds.
+What is trained is built in :mod:`locdistill.engine.build`; the checkpointed state and resume are
+:mod:`locdistill.engine.state`. Resume is exact: the batches already done in an epoch are skipped
+without being loaded (the sampler order depends only on seed and epoch) and every rank's RNG state is
+restored. The augmentation randomness of each sample comes from a seed of its own
+(:mod:`locdistill.data.seeding`), so a resumed run is bit-identical to an uninterrupted one on CPU with
+any ``data.workers_per_gpu``, also inside an epoch (``train.checkpoint_iters``).
+
+Nothing is lost to ordinary mistakes: the work dir is checked first (:mod:`locdistill.engine.workdir`:
+no fresh run over another run's files without ``overwrite``), the validation images are checked before
+the first iteration (:mod:`locdistill.data.check`), and each epoch's checkpoint is written before the
+evaluation, so an evaluation error keeps the epoch (a resumed run then finishes that evaluation).
 """
 
 from __future__ import annotations
@@ -22,184 +29,51 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from locdistill.config import Config, check_values, to_dict
+from locdistill.config import Config, check_values
 from locdistill.data.check import check_image_files
+from locdistill.engine.build import build_data, build_module, check_classes, wrap_ddp
 from locdistill.engine.checkpoint import (
-    CheckpointError,
-    get_rng_state,
     link_or_copy,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
     set_rng_state,
 )
-from locdistill.engine.distributed import all_gather_object, all_reduce_sum, init_distributed
+from locdistill.engine.device import amp_settings, pick_device
+from locdistill.engine.distributed import init_distributed
 from locdistill.engine.ema import ModelEMA
+from locdistill.engine.evaluate import evaluate
 from locdistill.engine.loader import data_seed, set_data_seed, set_epoch, skip_batches
-from locdistill.engine.logger import MetricsWriter, setup_logger
+from locdistill.engine.logger import EtaClock, MetricsWriter, hms, memory_record, reduce_meters, setup_logger
 from locdistill.engine.optim import build_optimizer, build_scheduler, clip_grad_norm, scaled_lr
-from locdistill.engine.runinfo import (
-    amp_settings,
-    environment_info,
-    pick_device,
-    seed_everything,
-    write_run_info,
-)
+from locdistill.engine.runinfo import environment_info, seed_everything, write_run_info
+from locdistill.engine.state import MAIN_METRIC, Position, TrainState, resume_path, resume_state
 from locdistill.engine.workdir import prepare_work_dir
 from locdistill.structures import Batch
 
-MAIN_METRIC = "AP"
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the term(s) and the iteration."""
 
 
-class DetectorLoss(nn.Module):
-    """Training module for plain GFL: ``forward(batch)`` -> the student's loss dict."""
-
-    def __init__(self, student: nn.Module) -> None:
-        super().__init__()
-        self.student = student
-
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        outputs = self.student(batch.images)
-        return self.student.loss(outputs, batch.targets, batch.metas)  # type: ignore[operator]
-
-
-def build_data(cfg: Config, mean: Any, std: Any, distributed: bool) -> tuple[Any, Any, Any, Any]:
-    """``(train_set, train_loader, val_set, val_loader)``; the val pair is ``None`` without evaluation."""
-    from locdistill.data import build_dataset, build_test_loader, build_train_loader
-
-    d = cfg.data
-    train_set = build_dataset(d.train, d, train=True, mean=mean, std=std)
-    train_loader = build_train_loader(
-        train_set, d.images_per_gpu, d.workers_per_gpu, cfg.train.seed, distributed
-    )
-    val_set, val_loader = None, None
-    if cfg.train.eval_interval > 0:
-        val_set = build_dataset(d.val, d, train=False, mean=mean, std=std)
-        val_loader = build_test_loader(val_set, d.test_images_per_gpu, d.workers_per_gpu, distributed)
-    return train_set, train_loader, val_set, val_loader
-
-
-@dataclass
-class Position:
-    """Where training stands: ``epoch`` (0-based: the one in progress, or the next one when ``iter`` is
-    0), ``iter`` (batches of it already done) and ``global_iter`` (optimiser steps done in total)."""
-
-    epoch: int = 0
-    iter: int = 0
-    global_iter: int = 0
-
-
-@dataclass
-class TrainState:
-    """Everything a checkpoint holds and a resume restores."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    ema: ModelEMA | None
-    pos: Position = field(default_factory=Position)
-    best: dict[str, Any] = field(
-        default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
-    )
-    data_seed: int | None = None
-    """Seed of the training batches' order and augmentation (see :mod:`locdistill.data.seeding`)."""
-
-    def state_dict(self, cfg: Config, meta: dict[str, Any]) -> dict[str, Any]:
-        """The checkpoint (collective under DDP: every rank's RNG state is gathered)."""
-        rng = get_rng_state()
-        rng_ranks = all_gather_object(rng)
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "epoch": self.pos.epoch,
-            "iter": self.pos.iter,
-            "global_iter": self.pos.global_iter,
-            "best": dict(self.best),
-            "data_seed": self.data_seed,
-            "rng": rng,
-            "rng_ranks": rng_ranks if len(rng_ranks) > 1 else None,
-            "config": to_dict(cfg),
-            "meta": {**meta, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
-        }
-
-    def load_state_dict(self, ckpt: dict[str, Any], rank: int = 0) -> dict[str, Any] | None:
-        """Restore from ``ckpt``; returns this rank's RNG state (restored later, see :func:`train`)."""
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None:
-            if ckpt.get("ema"):
-                self.ema.load_state_dict(ckpt["ema"])
-            else:
-                self.ema = ModelEMA(self.model, self.ema.decay, self.ema.warmup_iters)
-        self.pos = Position(int(ckpt["epoch"]), int(ckpt["iter"]), int(ckpt["global_iter"]))
-        self.best = dict(ckpt.get("best") or self.best)
-        if ckpt.get("data_seed") is not None:
-            self.data_seed = int(ckpt["data_seed"])
-        ranks = ckpt.get("rng_ranks")
-        if ranks:
-            return ranks[rank] if rank < len(ranks) else None
-        return ckpt.get("rng") if rank == 0 else None
-
-
-def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """``(student GFL, training module)``; the module is a Distiller when the config distils."""
-    from locdistill.models.gfl import build_gfl
-
-    model = build_gfl(cfg.model)
-    if cfg.train.sync_bn and world_size > 1:
-        if device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        else:
-            logger.warning("train.sync_bn is ignored on %s (SyncBatchNorm needs CUDA)", device.type)
-    if cfg.distill is not None:
-        from locdistill.distill.distiller import build_distiller
-
-        return model, build_distiller(cfg, model)
-    return model, DetectorLoss(model)
-
-
-def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel:
-    """DDP over the student's parameters only: a teacher (no trainable parameters) is listed as ignored."""
-    teacher = getattr(module, "teacher", None)
-    if isinstance(teacher, nn.Module) and not hasattr(module, "_ddp_params_and_buffers_to_ignore"):
-        names = [f"teacher.{n}" for n, _ in teacher.named_parameters()]
-        names += [f"teacher.{n}" for n, _ in teacher.named_buffers()]
-        module._ddp_params_and_buffers_to_ignore = names  # type: ignore[assignment]
-    return DistributedDataParallel(
-        module,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,  # as mmdetection; BN statistics are frozen (norm_eval) or synced (SyncBN)
-        find_unused_parameters=False,
-    )
-
-
-# ------------------------------------------------------------------------------------------- train
 @dataclass
 class Run:
-    """What the loop needs besides the state: settings, device, and where progress goes."""
+    """What the loop needs besides the state: settings, device, data to evaluate on, and where
+    progress and checkpoints go."""
 
     cfg: Config
+    work_dir: Path
+    rank: int
     device: torch.device
     amp: bool
     amp_dtype: torch.dtype
@@ -207,8 +81,26 @@ class Run:
     iters_per_epoch: int
     metrics: MetricsWriter
     bar: Any
-    clock: _Clock
-    save_inside_epoch: Any = None
+    clock: EtaClock
+    meta: dict[str, Any]
+    val_set: Any = None
+    val_loader: Any = None
+    final: Path | None = None
+
+    def save(self, name: str, ckpt: dict[str, Any]) -> Path:
+        """Write ``work_dir/name``, point ``latest.pth`` at it, prune old ones (main process only)."""
+        path = save_checkpoint(self.work_dir / name, ckpt)
+        link_or_copy(path, self.work_dir / "latest.pth")
+        prune_checkpoints(self.work_dir, self.cfg.train.keep_last, self.iters_per_epoch, current=path)
+        logger.info("checkpoint saved: %s", path)
+        self.final = path
+        return path
+
+    def checkpoint(self, st: TrainState, name: str) -> None:
+        """:meth:`save` ``st`` as ``name`` (collective: every rank calls it, the main process writes)."""
+        ckpt = st.state_dict(self.cfg, self.meta)
+        if self.rank == 0:
+            self.save(name, ckpt)
 
 
 def train(
@@ -227,7 +119,7 @@ def train(
     rank, _, world_size = init_distributed()
     work_dir = Path(work_dir)
     prepare_work_dir(work_dir, resume, overwrite, main_process=rank == 0)
-    log = setup_logger(work_dir, rank)
+    setup_logger(work_dir, rank)
     tc = cfg.train
     device = pick_device()
     seed_everything(tc.seed + rank, tc.deterministic)
@@ -235,7 +127,7 @@ def train(
     if rank == 0:
         for stale in work_dir.glob(".*.tmp"):  # left by a run killed while writing a checkpoint
             stale.unlink(missing_ok=True)
-    log.info(
+    logger.info(
         "locdistill %s (git %s), torch %s, %s, world size %d, work dir %s",
         env["locdistill_version"],
         env["git_rev"][:12],
@@ -250,7 +142,7 @@ def train(
     if tc.channels_last:
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     train_set, train_loader, val_set, val_loader = build_data(cfg, model.mean, model.std, world_size > 1)
-    class_names = _check_classes(train_set, int(model.num_classes))  # type: ignore[arg-type]
+    class_names = check_classes(train_set, int(model.num_classes))  # type: ignore[arg-type]
     if val_set is not None:  # before the first iteration, not after the first epoch
         check_image_files(val_set, cfg.data.img_scale, "validation data (data.val)")
     iters_per_epoch = len(train_loader)
@@ -259,7 +151,7 @@ def train(
 
     total_batch = cfg.data.images_per_gpu * world_size
     lr = scaled_lr(tc.optim.lr, total_batch, tc.optim.scale_lr)
-    log.info(
+    logger.info(
         "lr scaled to %g for total batch %d (%d GPU(s) x %d images; config lr %g is for batch 16)",
         lr,
         total_batch,
@@ -269,7 +161,7 @@ def train(
     )
     use_amp, amp_dtype, use_scaler = amp_settings(cfg, device)
     if tc.amp and not use_amp:
-        log.info("train.amp is ignored on %s (AMP runs on CUDA only)", device.type)
+        logger.info("train.amp is ignored on %s (AMP runs on CUDA only)", device.type)
     optimizer = build_optimizer(model, tc.optim, lr)
     st = TrainState(
         model=model,
@@ -279,38 +171,12 @@ def train(
         ema=ModelEMA(model, tc.ema_decay) if tc.ema else None,
         data_seed=data_seed(train_loader),
     )
-    rng_state = None
-    resume_eval: int | None = None  # an epoch whose evaluation the resumed run did not finish
-    resume_path = work_dir / "latest.pth"
+    rng_state, eval_pending = None, False
     if resume:
-        path = work_dir / "latest.pth" if resume is True else Path(resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"cannot resume: checkpoint not found: {path}")
-        ckpt = load_checkpoint(path)
-        check_resumable(ckpt, path, model)
-        saved_world = (ckpt.get("meta") or {}).get("world_size", world_size)
-        if saved_world != world_size:
-            log.warning(
-                "resuming a run of %d process(es) with %d: the data order and the RNG streams differ "
-                "from an uninterrupted run",
-                saved_world,
-                world_size,
-            )
-        rng_state = st.load_state_dict(ckpt, rank)
-        if ckpt.get("eval_pending") and st.pos.iter == 0 and val_loader is not None:
-            resume_eval, resume_path = st.pos.epoch, path
-        del ckpt
+        rng_state, eval_pending = resume_state(st, resume, work_dir, world_size, rank, iters_per_epoch)
         if st.data_seed is not None and st.data_seed != data_seed(train_loader):
-            log.info("data order and augmentation seeded with the run's %d", st.data_seed)
+            logger.info("data order and augmentation seeded as the run was: %d", st.data_seed)
             set_data_seed(train_loader, st.data_seed)
-        log.info(
-            "resumed from %s: epoch %d, %d of its %d iterations done (%d in total)",
-            path,
-            st.pos.epoch + 1,
-            st.pos.iter,
-            iters_per_epoch,
-            st.pos.global_iter,
-        )
     ddp_module = wrap_ddp(module, device) if world_size > 1 else module
 
     meta: dict[str, Any] = {k: env[k] for k in ("locdistill_version", "git_rev", "torch", "world_size")}
@@ -330,6 +196,8 @@ def train(
     )
     run = Run(
         cfg,
+        work_dir,
+        rank,
         device,
         use_amp,
         amp_dtype,
@@ -337,60 +205,15 @@ def train(
         iters_per_epoch,
         MetricsWriter(work_dir, rank),
         bar,
-        _Clock(st.pos.global_iter, total),
+        EtaClock(st.pos.global_iter, total),
+        meta,
+        val_set,
+        val_loader,
     )
-    final = work_dir / "latest.pth"
-
-    def save(name: str, ckpt: dict[str, Any]) -> Path:
-        path = save_checkpoint(work_dir / name, ckpt)
-        link_or_copy(path, work_dir / "latest.pth")
-        prune_checkpoints(work_dir, tc.keep_last, iters_per_epoch, current=path)
-        log.info("checkpoint saved: %s", path)
-        return path
-
-    def save_inside_epoch() -> None:  # train.checkpoint_iters
-        ckpt = st.state_dict(cfg, meta)
-        if rank == 0:
-            save(f"iter_{st.pos.global_iter}.pth", ckpt)
-
-    run.save_inside_epoch = save_inside_epoch
-
-    def evaluate_epoch(done: int, epoch_ckpt: dict[str, Any] | None) -> Path | None:
-        """Evaluate after epoch ``done`` (as mmdetection's EvalHook), track the best; re-save the
-        epoch's checkpoint ``epoch_ckpt`` with the result. Returns the checkpoint written, if any."""
-        from locdistill.engine.evaluate import evaluate
-
-        net = st.ema.module if st.ema is not None else model
-        results, table, _ = evaluate(
-            net, val_loader, val_set, cfg.metric, device, amp=use_amp, amp_dtype=amp_dtype, progress=False
-        )
-        log.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
-        run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
-        value, best = results.get(MAIN_METRIC), st.best["value"]
-        improved = value is not None and math.isfinite(value) and (best is None or value > best)
-        if improved:
-            st.best.update(value=float(value), epoch=done)  # type: ignore[arg-type]
-        written = None
-        if epoch_ckpt is not None:
-            epoch_ckpt.update(best=dict(st.best), eval_pending=False)
-            if rank == 0:
-                written = save(f"epoch_{done}.pth", epoch_ckpt)
-        if improved:
-            if epoch_ckpt is not None:
-                if written is not None:
-                    link_or_copy(written, work_dir / "best.pth")
-            else:
-                ckpt = st.state_dict(cfg, meta)
-                if rank == 0:
-                    save_checkpoint(work_dir / "best.pth", ckpt)
-            log.info("new best %s %.4f at epoch %d: best.pth", MAIN_METRIC, st.best["value"], done)
-        return written
-
-    if resume_eval is not None:  # the run resumed from was stopped while evaluating this epoch
-        log.info("evaluating epoch %d, which the interrupted run did not finish evaluating", resume_eval)
-        resumed = load_checkpoint(resume_path)
-        final = evaluate_epoch(resume_eval, resumed) or final
-        del resumed
+    if eval_pending and val_loader is not None:  # the run resumed from stopped while evaluating
+        logger.info("evaluating epoch %d, which the interrupted run did not finish evaluating", st.pos.epoch)
+        path = resume_path(resume, work_dir)  # type: ignore[arg-type]
+        evaluate_epoch(run, st, st.pos.epoch, load_checkpoint(path) if st.pos.epoch < tc.epochs else None)
 
     for epoch in range(st.pos.epoch, tc.epochs):
         set_epoch(train_loader, epoch)
@@ -407,29 +230,67 @@ def train(
         bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
         ddp_module.train()
         if train_one_epoch(run, st, ddp_module, batches, epoch, start):  # stopped by train.max_iters
-            ckpt = st.state_dict(cfg, meta)
-            if rank == 0:
-                final = save(f"iter_{st.pos.global_iter}.pth", ckpt)
-            log.info("stopped after train.max_iters=%d iterations", tc.max_iters)
+            run.checkpoint(st, f"iter_{st.pos.global_iter}.pth")
+            logger.info("stopped after train.max_iters=%d iterations", tc.max_iters)
             break
-
-        # Epoch end: checkpoint, then evaluate (an evaluation error must not cost the epoch; evaluating
-        # leaves the global RNG alone, so the saved RNG state is also the one after it).
-        st.pos = Position(epoch + 1, 0, st.pos.global_iter)
-        done = epoch + 1
-        due = done % max(tc.checkpoint_interval, 1) == 0 or done == tc.epochs
-        eval_due = val_loader is not None and tc.eval_interval > 0 and done % tc.eval_interval == 0
-        epoch_ckpt = st.state_dict(cfg, meta) if due else None
-        if epoch_ckpt is not None:
-            epoch_ckpt["eval_pending"] = eval_due  # a resumed run evaluates it if this one could not
-            if rank == 0:
-                final = save(f"epoch_{done}.pth", epoch_ckpt)
-        if eval_due:
-            final = evaluate_epoch(done, epoch_ckpt) or final
-        del epoch_ckpt
+        end_of_epoch(run, st, epoch)
     bar.close()
-    log.info("training finished: %s", final)
+    final = run.final or work_dir / "latest.pth"
+    logger.info("training finished: %s", final)
     return final
+
+
+def end_of_epoch(run: Run, st: TrainState, epoch: int) -> None:
+    """After epoch ``epoch`` (0-based): checkpoint when due, then evaluate when due. The checkpoint comes
+    first so that an evaluation error never costs the epoch; evaluating leaves the global RNG alone, so
+    the RNG state saved before it is also the one after it."""
+    tc = run.cfg.train
+    st.pos = Position(epoch + 1, 0, st.pos.global_iter)
+    done = epoch + 1
+    due = done % max(tc.checkpoint_interval, 1) == 0 or done == tc.epochs
+    eval_due = run.val_loader is not None and tc.eval_interval > 0 and done % tc.eval_interval == 0
+    ckpt = st.state_dict(run.cfg, run.meta) if due else None
+    if ckpt is not None:
+        ckpt["eval_pending"] = eval_due  # a run resumed from it evaluates the epoch if this one could not
+        if run.rank == 0:
+            run.save(f"epoch_{done}.pth", ckpt)
+    if eval_due:  # as mmdetection's EvalHook
+        evaluate_epoch(run, st, done, ckpt)
+
+
+def evaluate_epoch(run: Run, st: TrainState, done: int, ckpt: dict[str, Any] | None) -> None:
+    """Evaluate after epoch ``done`` (1-based), log it, track the best; ``ckpt`` (the epoch's checkpoint,
+    ``None`` when the epoch has none) is saved again with the result, and linked as ``best.pth`` on a
+    new best (without one, ``best.pth`` is written from ``st``)."""
+    eval_model = st.ema.module if st.ema is not None else st.model
+    results, table, _ = evaluate(
+        eval_model,
+        run.val_loader,
+        run.val_set,
+        run.cfg.metric,
+        run.device,
+        amp=run.amp,
+        amp_dtype=run.amp_dtype,
+        progress=False,
+    )
+    logger.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
+    run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
+    value, best = results.get(MAIN_METRIC), st.best["value"]
+    improved = value is not None and math.isfinite(value) and (best is None or value > best)
+    if improved:
+        st.best.update(value=float(value), epoch=done)  # type: ignore[arg-type]
+    if ckpt is not None:
+        ckpt.update(best=dict(st.best), eval_pending=False)
+        if run.rank == 0:
+            path = run.save(f"epoch_{done}.pth", ckpt)
+            if improved:
+                link_or_copy(path, run.work_dir / "best.pth")
+    elif improved:
+        best_ckpt = st.state_dict(run.cfg, run.meta)
+        if run.rank == 0:
+            save_checkpoint(run.work_dir / "best.pth", best_ckpt)
+    if improved:
+        logger.info("new best %s %.4f at epoch %d: best.pth", MAIN_METRIC, st.best["value"], done)
 
 
 def train_one_epoch(
@@ -484,10 +345,10 @@ def train_one_epoch(
                 "iter": i + 1,
                 "global_iter": st.pos.global_iter,
                 "lr": lr,
-                **_reduce_meters(meters, steps, run.world_size),
+                **reduce_meters(meters, steps, run.world_size),
                 "time": iter_time / steps,
                 "data_time": data_time / steps,
-                **_memory(device),
+                **memory_record(device),
                 "eta_s": run.clock.eta(st.pos.global_iter),
             }
             run.metrics.write(record)
@@ -502,7 +363,7 @@ def train_one_epoch(
                 terms,
                 record["time"],
                 record["data_time"],
-                _hms(record["eta_s"]),
+                hms(record["eta_s"]),
             )
             meters, steps, iter_time, data_time = {}, 0, 0.0, 0.0
         if stop:
@@ -511,84 +372,5 @@ def train_one_epoch(
             return True
         every = tc.checkpoint_iters
         if every > 0 and st.pos.global_iter % every == 0 and i + 1 < run.iters_per_epoch:
-            run.save_inside_epoch()
+            run.checkpoint(st, f"iter_{st.pos.global_iter}.pth")
     return False
-
-
-# ----------------------------------------------------------------------------------------- helpers
-class _Clock:
-    """ETA from the mean time per iteration since this process started training."""
-
-    def __init__(self, start_iter: int, total_iters: int) -> None:
-        self.t0, self.start_iter, self.total = time.perf_counter(), start_iter, total_iters
-
-    def eta(self, global_iter: int) -> float:
-        rate = (time.perf_counter() - self.t0) / max(global_iter - self.start_iter, 1)
-        return round(rate * max(self.total - global_iter, 0), 1)
-
-
-RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "iter", "global_iter")
-
-
-def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
-    """Raise :class:`CheckpointError` naming ``path`` unless ``ckpt`` is a training checkpoint whose
-    model has exactly the keys and shapes of ``model`` (a converted checkpoint has weights only; one of
-    another architecture or width does not fit)."""
-    missing = [k for k in RESUME_KEYS if k not in ckpt]
-    if missing:
-        what = "weights only (a converted or exported checkpoint)" if "model" in ckpt else "no training state"
-        raise CheckpointError(
-            f"cannot resume from {path}: it holds {what}, without {', '.join(missing)}; resume from a "
-            "training checkpoint (latest.pth, epoch_N.pth, iter_N.pth of the run)"
-        )
-    own, saved = model.state_dict(), ckpt["model"]
-    problems = [f"missing {k}" for k in own if k not in saved]
-    problems += [f"unexpected {k}" for k in saved if k not in own]
-    problems += [
-        f"{k} is {tuple(saved[k].shape)} in the checkpoint, {tuple(v.shape)} in the model"
-        for k, v in own.items()
-        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
-    ]
-    if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise CheckpointError(
-            f"cannot resume from {path}: its model does not fit this config ({shown}); resume with the "
-            "config the run was trained with (its config.yaml)"
-        )
-
-
-def _check_classes(dataset: Any, num_classes: int) -> list[str]:
-    """The training data's class names; an error when their number is not the head's."""
-    names = [str(n) for n in getattr(dataset, "class_names", [])]
-    if names and len(names) != num_classes:
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise ValueError(
-            f"model.head.num_classes is {num_classes} but the training data has {len(names)} classes "
-            f"({shown}); set model.head.num_classes={len(names)} or pick classes with data.train.classes"
-        )
-    return names
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _reduce_meters(meters: dict[str, Tensor], steps: int, world_size: int) -> dict[str, float]:
-    """Loss means over the interval, averaged over ranks with one all-reduce; plus their sum ``loss``."""
-    names = sorted(meters)
-    values = (all_reduce_sum(torch.stack([meters[k] for k in names]) / steps) / world_size).tolist()
-    out = dict(zip(names, values))
-    out["loss"] = float(sum(values))
-    return out
-
-
-def _memory(device: torch.device) -> dict[str, float]:
-    if device.type == "cuda":
-        return {"memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    try:
-        import resource
-
-        return {"memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    except ImportError:  # pragma: no cover - Windows
-        return {}

@@ -21,11 +21,7 @@ from locdistill.engine.distributed import (
     init_distributed,
     reduce_mean,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_engine import tiny_overrides  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, tiny_overrides
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from locdistill.models.gfl_head import DGQP, GFLHead, joint_logit
 from locdistill.models.priors import level_anchors, valid_flags
 from locdistill.structures import ImageMeta, Targets
-from tests.test_distill import make_batch, tiny_gfl
+from tests.helpers import make_batch, tiny_gfl
 
 
 def test_no_ground_truth_box_losses_are_exactly_zero() -> None:
@@ -42,8 +42,8 @@ def test_invalid_boxes_are_named() -> None:
 
 
 def _mean_positive_iou(model, batch) -> float:
-    from locdistill.models.box_ops import bbox_overlaps
     from locdistill.models.gfl_loss import flatten_levels, positive_samples
+    from locdistill.ops.box_ops import bbox_overlaps
 
     with torch.no_grad():
         out = model(batch.images)

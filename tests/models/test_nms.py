@@ -7,12 +7,9 @@ import math
 import pytest
 import torch
 
-from locdistill.models.nms import (
-    batched_nms,
-    diou_matrix,
-    multiclass_nms,
-    score_voting_cluster_diou_nms,
-)
+from locdistill.models.cluster_nms import score_voting_cluster_diou_nms
+from locdistill.models.nms import batched_nms, multiclass_nms
+from locdistill.ops.diou import diou_matrix
 
 # --------------------------------------------------------------------------------------------------
 # Obviously-correct loop implementations (float64 Python numbers, no tensors in the algorithm)

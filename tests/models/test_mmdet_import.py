@@ -20,7 +20,7 @@ from locdistill.models.mmdet_import import (
     restricted_load,
 )
 from locdistill.models.weights import load_detector_weights, read_checkpoint
-from tests.test_distill import make_batch, tiny_gfl
+from tests.helpers import make_batch, tiny_gfl
 
 
 def to_mmdet_keys(state: dict[str, torch.Tensor]) -> OrderedDict:

@@ -15,25 +15,12 @@ import pytest
 import torch
 
 from locdistill.cli import build_parser, main
+from tests.helpers import ROOT, TINY
+from tests.helpers import SHARED as SHARED_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_ROOT / "data"
 COCO128 = SHARED / "coco128"
 BCCD = SHARED / "bccd" / "BCCD"
-
-# A tiny, fast variant of the shipped CPU configs (same data, same pipeline, narrow network).
-TINY = [
-    "model.backbone.base_width=16",
-    "model.neck.out_channels=32",
-    "model.head.feat_channels=32",
-    "model.head.stacked_convs=1",
-    "model.head.norm_groups=8",
-    "data.img_scale=[160, 160]",
-    "data.workers_per_gpu=0",
-    "train.log_interval=1",
-    "train.optim.warmup_iters=2",
-    "model.test.score_thr=0.0",  # an untrained model: keep its low scores so the metrics are not all 0
-]
 
 
 # ------------------------------------------------------------------------------------------ help
@@ -283,7 +270,7 @@ def test_mmdet_checkpoint_converts_and_evaluates_with_test(
     evaluated by ``locdistill test`` as it is, and after ``convert --from-mmdet``, with the same table."""
     from locdistill.config import load_config
     from locdistill.models.gfl import build_gfl
-    from tests.test_mmdet_import import HistoryBuffer, to_mmdet_keys
+    from tests.models.test_mmdet_import import HistoryBuffer, to_mmdet_keys
 
     monkeypatch.chdir(ROOT)
     config = "configs/gfl/gfl_r18_fpn_bccd.yaml"

@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_engine import tiny_config, tiny_overrides  # noqa: E402
-
-from locdistill.engine.checkpoint import load_checkpoint  # noqa: E402
-from locdistill.engine.train import train  # noqa: E402
+from locdistill.engine.checkpoint import load_checkpoint
+from locdistill.engine.train import train
+from tests.helpers import tiny_config, tiny_overrides
 
 # 8 images / 2 per batch = 4 iterations per epoch, 2 epochs (lr step after the first); EMA on so that
 # its state is covered too.
