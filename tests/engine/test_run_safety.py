@@ -27,7 +27,7 @@ model:
   head: {num_classes: 5, feat_channels: 16, stacked_convs: 1, norm_groups: 4}
   test: {score_thr: 0.0}
 data:
-  train: {format: synthetic, root: DATA/train, num_images: 4, image_size: 64}
+  train: {format: synthetic, root: DATA/train, num_images: 2, image_size: 64}
   val: {format: synthetic, root: DATA/val, num_images: 2, image_size: 64}
   img_scale: [64, 64]
   images_per_gpu: 2
@@ -138,19 +138,19 @@ def test_an_evaluation_error_keeps_the_epoch_checkpoint(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from locdistill.data import BadImageError
-    from locdistill.engine import evaluate as evaluate_module
+    from locdistill.engine import train as train_module
 
     def broken(*args: object, **kwargs: object) -> None:
         raise BadImageError("cannot decode image file /data/val/v9.jpg: broken data stream")
 
-    monkeypatch.setattr(evaluate_module, "evaluate", broken)
+    monkeypatch.setattr(train_module, "evaluate", broken)
     work = tmp_path / "work"
     overrides = [*coco_val(tmp_path / "val", "none"), "train.epochs=2"]
     code, err = run(capsys, "train", str(config), "--work-dir", str(work), "--set", *overrides)
     assert code == 2
     assert_one_line_error(err, "v9.jpg")
     ckpt = load_checkpoint(work / "epoch_1.pth")  # the epoch is kept, and resumable
-    assert (ckpt["epoch"], ckpt["iter"], ckpt["global_iter"]) == (1, 0, 2)
+    assert (ckpt["epoch"], ckpt["iter"], ckpt["global_iter"]) == (1, 0, 1)
     assert os.path.samefile(work / "latest.pth", work / "epoch_1.pth")
     monkeypatch.undo()
     code, err = run(capsys, "train", str(config), "--work-dir", str(work), "--resume", "--set", *overrides)
@@ -176,7 +176,7 @@ def test_a_used_work_dir_needs_resume_or_overwrite(
     )
     assert code == 0, err
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
-    assert [r["global_iter"] for r in records] == [1, 2]  # the new run's records only, not mixed
+    assert [r["global_iter"] for r in records] == [1]  # the new run's records only, not mixed
     assert load_checkpoint(work / "latest.pth")["config"]["train"]["seed"] == 1
     # a folder with other things in it, but no run, is fine
     other = tmp_path / "notes"
@@ -201,7 +201,7 @@ def test_pruning_keeps_the_new_runs_final_checkpoint(
     )  # fmt: skip
     assert code == 0, err
     final = load_checkpoint(work / "epoch_2.pth")
-    assert final["global_iter"] == 4 and final["config"]["train"]["epochs"] == 2
+    assert final["global_iter"] == 2 and final["config"]["train"]["epochs"] == 2
     assert os.path.samefile(work / "latest.pth", work / "epoch_2.pth")
     assert not (work / "epoch_1.pth").exists()  # older than the new final: pruned
     assert (work / "epoch_3.pth").exists()  # the abandoned run's later checkpoint is not this run's to delete
