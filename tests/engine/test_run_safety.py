@@ -134,6 +134,20 @@ def test_bad_validation_files_are_caught_before_training(
     assert not metrics.exists() or not metrics.read_text().strip()  # not a single iteration ran
 
 
+def test_too_elongated_training_images_are_caught_before_training(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides = [o.replace("data.val.", "data.train.") for o in coco_val(tmp_path / "train", "elongated")[:4]]
+    overrides += ["data.multiscale=[[64, 16], [64, 64]]"]  # the smallest scale counts: 8 px -> 0.06 px
+    work = tmp_path / "work"
+    code, err = run(capsys, "train", str(config), "--work-dir", str(work), "--set", *overrides)
+    assert code == 2
+    assert_one_line_error(
+        err, "training data", "1 of 3 images cannot be used", "v1.jpg: 2000x8 (w x h)", "[64, 16]"
+    )
+    assert not list(work.glob("*.pth"))
+
+
 def test_an_evaluation_error_keeps_the_epoch_checkpoint(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,8 @@ naming the files, those that are missing, cannot be decoded (truncated or not an
 the size their annotation says, or are so elongated that the test pipeline's keep-ratio resize into
 ``img_scale`` would give them a side under one pixel. JPEGs are decoded at 1/8 scale (libjpeg still
 reads every byte, so a truncated file is caught) and PNGs are verified chunk by chunk (CRCs), which
-keeps the check at about 2 ms per image (COCO val2017: a few seconds).
+keeps the check at about 2 ms per image. :func:`check_image_sizes` does the elongation check alone,
+from the annotated sizes (no file is opened), for training sets of any size.
 """
 
 from __future__ import annotations
@@ -47,13 +48,35 @@ def check_record(record: ImageRecord, img_scale: Sequence[int] | None = None) ->
         said = f"{record.width}x{record.height}"
         return f"{path}: the file is {width}x{height} (w x h) but its annotation says {said}"
     if img_scale is not None:
-        new_h, new_w = rescale_size(height, width, img_scale)
-        if min(new_h, new_w) < 1:
-            return (
-                f"{path}: {width}x{height} (w x h) is too elongated: resized into data.img_scale "
-                f"{list(img_scale)} it would be {new_w}x{new_h}"
-            )
+        return _elongation(record, img_scale)
     return None
+
+
+def _elongation(record: ImageRecord, scale: Sequence[int]) -> str | None:
+    new_h, new_w = rescale_size(record.height, record.width, scale)
+    if min(new_h, new_w) >= 1:
+        return None
+    return (
+        f"{record.path}: {record.width}x{record.height} (w x h) is too elongated: resized into "
+        f"{list(scale)} it would be {new_w}x{new_h}"
+    )
+
+
+def smallest_scale(img_scale: Sequence[int], multiscale: Sequence[Sequence[int]] | None) -> list[int]:
+    """The smallest ``(long, short)`` resize limits the training pipeline can draw."""
+    if multiscale:
+        return [min(max(s) for s in multiscale), min(min(s) for s in multiscale)]
+    return [max(img_scale), min(img_scale)]
+
+
+def check_image_sizes(dataset: Any, scale: Sequence[int], what: str = "data") -> None:
+    """Raise :class:`BadImageError` naming the images of ``dataset`` that a keep-ratio resize into
+    ``scale`` would give a side under one pixel; from the annotated sizes only (no file is opened), so
+    cheap enough for any training set."""
+    records = dataset_records(dataset)
+    _raise(
+        dataset, what, [p for p in (_elongation(r, scale) for r in records) if p is not None], len(records)
+    )
 
 
 def dataset_records(dataset: Any) -> list[ImageRecord]:
@@ -80,11 +103,16 @@ def check_image_files(
         problems = [p for p in pool.map(lambda r: check_record(r, img_scale), records) if p is not None]
     if not problems:
         logger.info("%s: all %d image files read and match their annotations", what, len(records))
+    _raise(dataset, what, problems, len(records))
+
+
+def _raise(dataset: Any, what: str, problems: list[str], total: int) -> None:
+    if not problems:
         return
     shown = "; ".join(problems[:MAX_LISTED])
     more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    source = getattr(dataset, "source", "")
+    source = getattr(dataset, "source", "") or getattr(getattr(dataset, "dataset", None), "source", "")
     raise BadImageError(
-        f"{what}{f' ({source})' if source else ''}: {len(problems)} of {len(records)} images cannot be "
+        f"{what}{f' ({source})' if source else ''}: {len(problems)} of {total} images cannot be "
         f"used: {shown}{more}. Fix or remove them before training"
     )

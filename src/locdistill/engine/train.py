@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from locdistill.config import Config, check_values
-from locdistill.data.check import check_image_files
+from locdistill.data.check import check_image_files, check_image_sizes, smallest_scale
 from locdistill.engine.build import build_data, build_module, check_classes, wrap_ddp
 from locdistill.engine.checkpoint import (
     link_or_copy,
@@ -143,7 +143,9 @@ def train(
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     train_set, train_loader, val_set, val_loader = build_data(cfg, model.mean, model.std, world_size > 1)
     class_names = check_classes(train_set, int(model.num_classes))  # type: ignore[arg-type]
-    if val_set is not None:  # before the first iteration, not after the first epoch
+    # Before the first iteration, not hours later: images the resize cannot handle, bad validation files
+    check_image_sizes(train_set, smallest_scale(cfg.data.img_scale, cfg.data.multiscale), "training data")
+    if val_set is not None:
         check_image_files(val_set, cfg.data.img_scale, "validation data (data.val)")
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
