@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
+from torchvision.utils import draw_bounding_boxes
 
-from locdistill.data.image_io import BadImageError
+from locdistill.data import build_transforms, collate, resolve_mean_std
+from locdistill.data.image_io import BadImageError, read_image
 from locdistill.data.video import VideoError, VideoWriter, is_video, read_video_frames, video_fps
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 
@@ -122,8 +125,6 @@ def prepare_tensor(
     image: Tensor, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0, name: str = ""
 ) -> Batch:
     """A one-image Batch of ``image`` (``uint8 [3, H, W]`` RGB) through the test pipeline."""
-    from locdistill.data import build_transforms, collate, resolve_mean_std
-
     m, s = resolve_mean_std(cfg.data, mean, std)
     transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
     shape = (int(image.shape[1]), int(image.shape[2]))
@@ -136,8 +137,6 @@ def prepare_image(
     path: Path, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0
 ) -> tuple[Tensor, Batch]:
     """``(uint8 image [3, H, W], one-image Batch)`` of an image file through the test pipeline."""
-    from locdistill.data import read_image
-
     image = read_image(path)
     return image, prepare_tensor(image, cfg, mean, std, image_id, str(path))
 
@@ -159,8 +158,6 @@ class _Drawer:
         self.model, self.cfg, self.names, self.score_thr, self.device = model, cfg, names, score_thr, device
 
     def __call__(self, image: Tensor, image_id: int, name: str) -> tuple[Tensor, list[dict[str, Any]]]:
-        from torchvision.utils import draw_bounding_boxes
-
         model = self.model
         batch = prepare_tensor(image, self.cfg, model.mean, model.std, image_id, name)  # type: ignore[arg-type]
         outputs = model(batch.images.to(self.device))
@@ -204,8 +201,6 @@ def predict_files(
     Returns the files written (drawn images and videos). Raises :class:`PredictError` naming every input
     that could not be read, after writing the results of the others.
     """
-    from PIL import Image
-
     device = device or next(model.parameters()).device
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"--out {out_dir} is a file, not a folder")
@@ -221,8 +216,6 @@ def predict_files(
             if is_video(path):
                 records.append(_predict_video(draw, path, target))
             else:
-                from locdistill.data import read_image
-
                 image = read_image(path)
                 drawn, dets = draw(image, index, str(path))
                 Image.fromarray(drawn.permute(1, 2, 0).contiguous().numpy()).save(target, quality=95)
