@@ -1,6 +1,6 @@
 """Exact resume with data-loading worker processes: a 2-worker run killed with SIGKILL inside an epoch
-(after an iteration checkpoint) or at an epoch boundary, then resumed, ends with a final checkpoint
-whose every tensor equals that of an uninterrupted 2-worker run."""
+(after an iteration checkpoint), resumed and killed again at an epoch boundary, then resumed to the end,
+ends with a final checkpoint whose every tensor equals that of an uninterrupted 2-worker run."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ model:
   neck: {out_channels: 16}
   head: {num_classes: 5, feat_channels: 16, stacked_convs: 1, norm_groups: 4}
 data:
-  train: {format: synthetic, root: DATA/train, num_images: 16, image_size: 64}
+  train: {format: synthetic, root: DATA/train, num_images: 8, image_size: 64}
   val: {format: synthetic, root: DATA/val, num_images: 2, image_size: 64}
   img_scale: [64, 64]
   multiscale: [[64, 32], [64, 64]]
@@ -33,15 +33,15 @@ data:
   images_per_gpu: 2
   workers_per_gpu: 2
 train:
-  epochs: 2
-  optim: {lr: 0.01, warmup_iters: 3, steps: [1]}
+  epochs: 3
+  optim: {lr: 0.01, warmup_iters: 3, steps: [2]}
   ema: true
   eval_interval: 0
   keep_last: 0
   log_interval: 4
 metric: coco
 """
-# 16 images / 2 per batch = 8 iterations per epoch, 16 in all; multi-scale and flips draw randomness in
+# 8 images / 2 per batch = 4 iterations per epoch, 12 in all; multi-scale and flips draw randomness in
 # the workers, EMA and the lr step are covered by the checkpoint comparison.
 
 
@@ -57,7 +57,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def assert_same_tensors(a: Any, b: Any, where: str = "checkpoint") -> None:
     """Every tensor (and every number, string, list) equal, recursively; ``meta`` (times) and ``config``
-    (which differs in train.checkpoint_iters) aside."""
+    (the first part of the killed run had train.checkpoint_iters set) aside."""
     if isinstance(a, dict):
         assert a.keys() == b.keys(), where
         for k in a:
@@ -73,15 +73,26 @@ def assert_same_tensors(a: Any, b: Any, where: str = "checkpoint") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def kill_when(config: Path, work: Path, trigger: str, extra: list[str]) -> None:
-    """Run ``locdistill train`` in a subprocess and SIGKILL it as soon as ``work/trigger`` exists."""
+def linked(latest: Path, target: Path) -> bool:
+    """Whether ``latest`` is ``target`` (the run links latest.pth right after writing a checkpoint)."""
+    try:
+        return os.path.samefile(latest, target)
+    except OSError:
+        return False
+
+
+def kill_when(config: Path, work: Path, trigger: str, args: list[str]) -> None:
+    """Run ``locdistill train CONFIG ARGS`` in a subprocess; SIGKILL it as soon as ``work/trigger`` is
+    written and ``latest.pth`` links to it (``ARGS`` with ``=`` go after ``--set``)."""
     cmd = [sys.executable, "-m", "locdistill", "train", str(config), "--work-dir", str(work)]
-    cmd += ["--set", *extra] if extra else []
+    cmd += [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    cmd += ["--set", *overrides] if overrides else []
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 300
-        while not (work / trigger).exists():
+        while not linked(work / "latest.pth", work / trigger):
             if proc.poll() is not None:
                 pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
             if time.monotonic() > deadline:
@@ -96,29 +107,22 @@ def kill_when(config: Path, work: Path, trigger: str, extra: list[str]) -> None:
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
 
-@pytest.mark.parametrize(
-    ("trigger", "extra", "position"),
-    [
-        # iteration checkpoints every 2: killed in epoch 2 after iter_10 (2 of its 8 iterations done);
-        # the next epoch boundary is 6 iterations away, so the run is still inside epoch 2
-        ("iter_10.pth", ["train.checkpoint_iters=2"], "inside"),
-        # epoch checkpoints only: killed right after epoch_1.pth, 8 iterations before the next one
-        ("epoch_1.pth", [], "boundary"),
-    ],
-)
-def test_sigkilled_two_worker_run_resumes_bit_exactly(
-    setup: tuple[Path, Path], tmp_path: Path, trigger: str, extra: list[str], position: str
-) -> None:
+def test_sigkilled_two_worker_run_resumes_bit_exactly(setup: tuple[Path, Path], tmp_path: Path) -> None:
     config, reference = setup
     work = tmp_path / "killed"
-    kill_when(config, work, trigger, extra)
+    # 1. a checkpoint every iteration; killed once iter_1.pth exists: iter_2 and iter_3 are also inside
+    #    epoch 1, so the run is stopped inside it even if the kill lands two iterations late
+    kill_when(config, work, "iter_1.pth", ["train.checkpoint_iters=1"])
     latest = load_checkpoint(work / "latest.pth")
     assert latest["config"]["data"]["workers_per_gpu"] == 2
-    if position == "inside":
-        assert latest["epoch"] == 1 and 0 < latest["iter"] < 8, (latest["epoch"], latest["iter"])
-    else:
-        assert (latest["epoch"], latest["iter"], latest["global_iter"]) == (1, 0, 8)
-    assert not (work / "epoch_2.pth").exists()
-    resumed = train(load_config(config, extra), work, resume=True)
-    assert resumed.name == "epoch_2.pth"
+    assert latest["epoch"] == 0 and 0 < latest["iter"] < 4, (latest["epoch"], latest["iter"])
+    # 2. resumed inside epoch 1 (epoch checkpoints only), killed right after epoch_2.pth, 4 iterations
+    #    before the next checkpoint: stopped at the boundary between epochs 2 and 3
+    kill_when(config, work, "epoch_2.pth", ["--resume"])
+    latest = load_checkpoint(work / "latest.pth")
+    assert (latest["epoch"], latest["iter"], latest["global_iter"]) == (2, 0, 8)
+    assert not (work / "epoch_3.pth").exists()
+    # 3. resumed at the boundary to the end
+    resumed = train(load_config(config), work, resume=True)
+    assert resumed.name == "epoch_3.pth"
     assert_same_tensors(load_checkpoint(reference), load_checkpoint(resumed))
