@@ -166,7 +166,10 @@ def test_shipped_config_names_resolve() -> None:
     assert Path(cfg.source).is_relative_to(PACKAGE_CONFIG_DIR)
 
 
-SHIPPED = sorted(p for p in PACKAGE_CONFIG_DIR.rglob("*.yaml") if "_base_" not in p.parts)
+# configs/data/ holds Ultralytics data.yaml files (dataset descriptions), not locdistill configs
+SHIPPED = sorted(
+    p for p in PACKAGE_CONFIG_DIR.rglob("*.yaml") if "_base_" not in p.parts and "data" not in p.parts
+)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(PACKAGE_CONFIG_DIR)))
@@ -184,8 +187,24 @@ def test_configs_symlink_points_at_the_package_configs() -> None:
     assert link.resolve() == PACKAGE_CONFIG_DIR.resolve()
 
 
+def test_seed_nms_name_is_an_alias_of_voting_cluster_diou(tmp_path: Path) -> None:
+    """The seed's ``nms=dict(type='voting_cluster_diounms')`` is accepted and stored under our name, so
+    saved configs, export and the post-processing all see one name."""
+    cfg_file = write(
+        tmp_path / "c.yaml", "model: {test: {nms: {type: voting_cluster_diounms, iou_threshold: 0.6}}}\n"
+    )
+    cfg = load_config(cfg_file)
+    assert cfg.model.test.nms.type == "voting_cluster_diou"
+    assert to_dict(cfg)["model"]["test"]["nms"]["type"] == "voting_cluster_diou"
+    via_set = load_config(write(tmp_path / "d.yaml", ""), ["model.test.nms.type=voting_cluster_diounms"])
+    assert via_set.model.test.nms.type == "voting_cluster_diou"
+    with pytest.raises(ConfigError, match=r"model\.test\.nms\.type: 'soft_nms' is not one of"):
+        load_config(write(tmp_path / "e.yaml", ""), ["model.test.nms.type=soft_nms"])
+
+
 # ------------------------------------------------------------------- YAML 1.2 floats and range checks
-def test_exponent_floats_in_files_and_base_chains(tmp_path: Path) -> None:
+def test_exponent_floats_in_files_and_base_chains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOLOST_LR", "5e-4")
     write(tmp_path / "base.yaml", "train: {optim: {lr: 5e-4, warmup_ratio: 1E-3}}\n")
     cfg = load_config(
         write(tmp_path / "c.yaml", "_base_: base.yaml\ntrain: {optim: {weight_decay: 2.5e-5}}\n"),
@@ -195,6 +214,9 @@ def test_exponent_floats_in_files_and_base_chains(tmp_path: Path) -> None:
     assert cfg.train.optim.warmup_ratio == 1e-3
     assert cfg.train.optim.weight_decay == 2.5e-5
     assert cfg.train.optim.momentum == 0.9 and cfg.train.ema_decay == 0.9998
+    # also through ${oc.env:...} (--set and files)
+    cfg = load_config(write(tmp_path / "e.yaml", "train: {optim: {lr: '${oc.env:NOLOST_LR}'}}\n"))
+    assert cfg.train.optim.lr == 5e-4
     # strings that only look a little like numbers stay strings
     cfg = load_config(write(tmp_path / "d.yaml", ""), ["data.train.root=1e", "data.val.root=5e-4x"])
     assert (cfg.data.train.root, cfg.data.val.root) == ("1e", "5e-4x")

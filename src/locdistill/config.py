@@ -5,9 +5,9 @@ paths, relative to the file) names files merged first; later files override earl
 (mappings merge recursively, everything else is replaced). An unknown key anywhere is an error that
 names the key and the file. ``--set a.b=v`` overrides are parsed as YAML scalars and then checked
 against the field's type, so ``--set train.epochs=3`` is an int and ``--set train.epochs=x`` an error.
-Numbers such as ``5e-4`` are floats (YAML 1.2; PyYAML alone reads them as strings). Values out of
-range (``train.epochs < 1``, ``model.head.reg_max < 1``, an lr that is not a finite positive number)
-are errors naming the key.
+Numbers such as ``5e-4`` are floats (YAML 1.2, :mod:`locdistill.config_yaml`; PyYAML alone reads them
+as strings). Values out of range (``train.epochs < 1``, ``model.head.reg_max < 1``, an lr that is not
+a finite positive number) are errors naming the key (:func:`~locdistill.config_validation.check_values`).
 
 Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword arguments.
 """
@@ -15,15 +15,14 @@ Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from locdistill.config_validation import ConfigError, check_values, from_dict
+from locdistill.config_yaml import parse_yaml, read_yaml_file
 
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -80,12 +79,20 @@ class HeadConfig:
     dfl_weight: float = 0.25
 
 
+NMS_TYPE_ALIASES = {"voting_cluster_diounms": "voting_cluster_diou"}
+"""Other names accepted for ``model.test.nms.type``: the LD repository's (the seed's) name."""
+
+
 @dataclass
 class NMSConfig:
-    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS)."""
+    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS;
+    the seed's name ``voting_cluster_diounms`` is accepted and stored as ``voting_cluster_diou``)."""
 
-    type: Literal["nms", "voting_cluster_diou"] = "nms"
+    type: Literal["nms", "voting_cluster_diou", "voting_cluster_diounms"] = "nms"
     iou_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.type = NMS_TYPE_ALIASES.get(self.type, self.type)  # type: ignore[assignment]
 
 
 @dataclass
@@ -131,7 +138,8 @@ class DatasetConfig:
 @dataclass
 class DataConfig:
     """Pipelines and loaders. ``img_scale``: (long, short) side limits of the keep-ratio resize;
-    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training."""
+    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training.
+    ``ultralytics``: an Ultralytics ``data.yaml`` that fills the splits (:mod:`locdistill.config_resolve`)."""
 
     train: DatasetConfig = field(default_factory=DatasetConfig)
     val: DatasetConfig = field(default_factory=DatasetConfig)
@@ -145,6 +153,7 @@ class DataConfig:
     images_per_gpu: int = 2
     workers_per_gpu: int = 2
     test_images_per_gpu: int = 1
+    ultralytics: str = ""
 
 
 @dataclass
@@ -168,7 +177,9 @@ class TrainConfig:
     """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
     uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
     ``checkpoint_iters``: also save ``iter_N.pth`` every this many iterations inside an epoch (0: only
-    at epoch ends), so a killed run with long epochs loses at most that much work."""
+    at epoch ends), so a killed run with long epochs loses at most that much work.
+    ``tensorboard``: also write the metrics.jsonl records as TensorBoard scalars (``WORK_DIR/tensorboard``;
+    needs the ``tensorboard`` package)."""
 
     epochs: int = 12
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -186,6 +197,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     max_iters: int | None = None
+    tensorboard: bool = False
 
 
 @dataclass
@@ -229,6 +241,14 @@ class DistillConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """``coco_backend``: what computes the COCO metric, ``pycocotools`` or ``faster_coco_eval`` (the same
+    numbers, faster; ``pip install 'locdistill[fast-eval]'``)."""
+
+    coco_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
+
+
+@dataclass
 class Config:
     """The whole experiment. ``metric``: ``coco`` or ``voc``. ``distill``: ``None`` trains plain GFL."""
 
@@ -237,56 +257,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig | None = None
     metric: Literal["coco", "voc"] = "coco"
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     work_dir: str = ""
     source: str = field(default="", metadata={"internal": True})
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
-
-
 # --------------------------------------------------------------------------------------------- loading
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats: ``5e-4``, ``1E3`` and ``+1e-2`` are numbers (YAML 1.1,
-    which PyYAML follows, needs a dot and a signed exponent: ``5.0e-4``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """A YAML document or scalar with :class:`_Loader` (``5e-4`` is a float)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = parse_yaml(f.read())
-    except FileNotFoundError as e:
-        raise ConfigError(f"config file not found: {path}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} must hold a mapping at the top level, got {type(data).__name__}"
-        )
-    return data
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -312,10 +288,15 @@ def resolve_config_path(name: str | Path) -> Path:
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read ``path`` and its ``_base_`` chain into one merged mapping (not yet validated)."""
+    from locdistill.config_resolve import interpolate_env
+
     path = resolve_config_path(path).resolve()
     if path in _seen:
         raise ConfigError(f"config inheritance cycle: {' -> '.join(map(str, (*_seen, path)))}")
-    data = _read_yaml(path)
+    try:
+        data = interpolate_env(read_yaml_file(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
@@ -327,76 +308,6 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     for base in bases:
         merged = _merge(merged, load_raw(path.parent / base, (*_seen, path)))
     return _merge(merged, data)
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert it (dataclasses, lists, tuples)."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
-        return from_dict(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported schema type {tp}")
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys are errors naming the full key."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            raise ConfigError(f"unknown config key '{full}' (valid keys here: {', '.join(sorted(names))})")
-        kwargs[key] = _convert(value, hints[key], full)
-    return cls(**kwargs)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -435,16 +346,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`."""
+    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`;
+    then expand ``${oc.env:...}``, ``data.ultralytics`` and relative paths (see
+    :mod:`locdistill.config_resolve`)."""
+    from locdistill.config_resolve import expand_ultralytics, interpolate_env, resolve_relative_paths
+
     resolved = resolve_config_path(path)
     raw = load_raw(resolved)
-    if overrides:
-        raw = apply_overrides(_deep_copy(raw), overrides)
     try:
+        if overrides:
+            raw = apply_overrides(_deep_copy(raw), interpolate_env(list(overrides), "--set"))
+        expand_ultralytics(raw, resolved, overrides or [])
         cfg: Config = from_dict(Config, raw)
         check_values(cfg)
     except ConfigError as e:
         raise ConfigError(f"{resolved}: {e}") from None
+    resolve_relative_paths(cfg, resolved.parent)
     cfg.source = str(resolved)
     return cfg
 
@@ -454,28 +371,6 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     cfg: Config = from_dict(Config, _deep_copy(data))
     check_values(cfg)
     return cfg
-
-
-def check_values(cfg: Config) -> None:
-    """Range checks the types cannot express; :class:`ConfigError` names the key and the value."""
-    checks: list[tuple[str, Any, bool, str]] = [
-        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "at least 1"),
-        ("model.head.reg_max", cfg.model.head.reg_max, cfg.model.head.reg_max >= 1, "at least 1"),
-        ("model.head.num_classes", cfg.model.head.num_classes, cfg.model.head.num_classes >= 1, "at least 1"),
-        (
-            "train.optim.lr",
-            cfg.train.optim.lr,
-            math.isfinite(cfg.train.optim.lr) and cfg.train.optim.lr > 0,
-            "a finite number above 0",
-        ),
-        ("data.images_per_gpu", cfg.data.images_per_gpu, cfg.data.images_per_gpu >= 1, "at least 1"),
-        ("data.workers_per_gpu", cfg.data.workers_per_gpu, cfg.data.workers_per_gpu >= 0, "0 or more"),
-    ]
-    if cfg.train.max_iters is not None:
-        checks.append(("train.max_iters", cfg.train.max_iters, cfg.train.max_iters >= 1, "at least 1"))
-    for key, value, ok, must in checks:
-        if not ok:
-            raise ConfigError(f"{key} must be {must}, got {value!r}")
 
 
 def _deep_copy(data: Any) -> Any:

@@ -19,26 +19,31 @@ A converted (``locdistill convert``) checkpoint keeps only ``model``, ``config``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import pickle
+import random
 import re
-import tempfile
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from locdistill.config import Config
+from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
 from locdistill.models.weights import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
+from locdistill.utils.atomic_write import atomic_write
+from locdistill.weights_sniff import describe_unreadable
 
-if TYPE_CHECKING:
-    from locdistill.models.gfl import GFL
-
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -48,32 +53,7 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ saving
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file in ``path``'s folder, then ``os.replace`` it into place.
-
-    A crash at any point leaves either the old file or the new one, never a partial one; the temp file
-    is removed when ``write`` raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_atomic_write = atomic_write  # the name the rest of the engine uses
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
@@ -81,8 +61,6 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     (then only ``state["model"]`` is stored, with ``config`` and ``meta`` as JSON metadata)."""
     path = Path(path)
     if path.suffix == SAFETENSORS_SUFFIX:
-        from safetensors.torch import save_file
-
         tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
         metadata = {"format": "pt"}
         for key in ("config", "meta"):
@@ -104,8 +82,6 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.replace(tmp, dst)
     except OSError:
         tmp.unlink(missing_ok=True)
-        import shutil
-
         _atomic_write(dst, lambda t: shutil.copyfile(src, t))
 
 
@@ -151,12 +127,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == SAFETENSORS_SUFFIX:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path), device=str(map_location))
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+        try:
+            tensors = load_file(str(path), device=str(map_location))
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except Exception as e:  # safetensors raises its own SafetensorError
+            if isinstance(e, OSError):
+                raise
+            raise CheckpointError(
+                describe_unreadable(path) or f"cannot read safetensors file {path}: {e}"
+            ) from None
         out: dict[str, Any] = {"model": tensors}
         for key in ("config", "meta"):
             if key in metadata:
@@ -165,6 +145,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        problem = describe_unreadable(path)  # an LFS pointer, a raw pickle, a text file ...
+        if problem is not None:
+            raise CheckpointError(problem) from None
         first = str(e).strip().splitlines()
         detail = next(
             (line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else ""
@@ -174,8 +157,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"found an object that would need arbitrary unpickling: {detail.strip()}). Convert it in a "
             "trusted environment, or use 'locdistill convert --from-mmdet' for mmdetection checkpoints."
         ) from None
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    except (
+        Exception
+    ) as e:  # torch.load raises RuntimeError, EOFError, KeyError, IndexError ... on other files
+        if isinstance(e, OSError):
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            describe_unreadable(path) or f"cannot read checkpoint {path}: {reason}"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
     return data
@@ -190,10 +180,6 @@ def load_checkpoint_any(path: str | Path) -> dict[str, Any]:
     except CheckpointError as refused:
         if "refusing to load" not in str(refused):
             raise
-        try:
-            from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
-        except ImportError:
-            raise refused from None
         try:
             obj = restricted_load(path)
         except Exception:
@@ -296,10 +282,6 @@ def strip_to_weights(ckpt: Mapping[str, Any], use_ema: bool = False) -> dict[str
 # ------------------------------------------------------------------------------------------- RNG
 def get_rng_state() -> dict[str, Any]:
     """All RNG states in ``weights_only``-loadable form (tensors, lists, ints, floats, str, None)."""
-    import random
-
-    import numpy as np
-
     py_version, py_state, py_gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
@@ -319,10 +301,6 @@ def get_rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`get_rng_state` returned."""
-    import random
-
-    import numpy as np
-
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -333,13 +311,11 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def load_detector(
-    cfg: Any, checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = False
+    cfg: Config, checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = False
 ) -> tuple[GFL, dict[str, Any]]:
     """The GFL of ``cfg`` (a :class:`~locdistill.config.Config`) with the weights of ``checkpoint``
     (any format :func:`load_checkpoint_any` reads, mmdetection included), on ``device`` in eval mode,
     and the checkpoint's ``meta`` (``{}`` when it has none)."""
-    from locdistill.models.gfl import build_gfl
-
     cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
     model = build_gfl(cfg.model)
     ckpt = load_checkpoint_any(checkpoint)

@@ -27,9 +27,11 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.utils import draw_bounding_boxes
 
+from locdistill.config import Config
 from locdistill.data import build_transforms, collate, resolve_mean_std
 from locdistill.data.image_io import BadImageError, read_image
 from locdistill.data.video import VideoError, VideoWriter, is_video, read_video_frames, video_fps
+from locdistill.models.from_checkpoint import class_names_for
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 
 logger = logging.getLogger(__name__)
@@ -122,39 +124,39 @@ def _is_one_of(path: Path, ids: set[tuple[int, int]]) -> bool:
 
 # ----------------------------------------------------------------------------------------- running
 def prepare_tensor(
-    image: Tensor, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0, name: str = ""
+    image: Tensor,
+    cfg: Config,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_id: int = 0,
+    file_name: str = "",
 ) -> Batch:
-    """A one-image Batch of ``image`` (``uint8 [3, H, W]`` RGB) through the test pipeline."""
+    """A one-image Batch of a ``uint8 [3, H, W]`` RGB image through the test pipeline (resize into
+    ``data.img_scale``, normalise, pad to ``data.size_divisor``); its meta maps back to ``image``."""
     m, s = resolve_mean_std(cfg.data, mean, std)
     transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
     shape = (int(image.shape[1]), int(image.shape[2]))
-    meta = ImageMeta(image_id=image_id, file_name=name, ori_shape=shape, img_shape=shape, pad_shape=shape)
+    meta = ImageMeta(
+        image_id=image_id, file_name=file_name, ori_shape=shape, img_shape=shape, pad_shape=shape
+    )
     sample = transform(image, Targets(), meta)
     return collate([sample], cfg.data.size_divisor)
 
 
 def prepare_image(
-    path: Path, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0
+    path: Path, cfg: Config, mean: Sequence[float], std: Sequence[float], image_id: int = 0
 ) -> tuple[Tensor, Batch]:
     """``(uint8 image [3, H, W], one-image Batch)`` of an image file through the test pipeline."""
     image = read_image(path)
     return image, prepare_tensor(image, cfg, mean, std, image_id, str(path))
 
 
-def _class_names(cfg: Any, num_classes: int, known: Sequence[str] | None = None) -> list[str]:
-    """Class names: ``known`` (a checkpoint's meta), else the config's datasets, else numbers."""
-    if known and len(known) == num_classes:
-        return list(known)
-    for split in (cfg.data.train, cfg.data.val, cfg.data.test):
-        if split is not None and len(split.classes) == num_classes:
-            return list(split.classes)
-    return [f"class_{i}" for i in range(num_classes)]
-
-
 class _Drawer:
     """Detect on one ``uint8 [3, H, W]`` image and draw the boxes above ``score_thr``."""
 
-    def __init__(self, model: nn.Module, cfg: Any, names: list[str], score_thr: float, device: Any) -> None:
+    def __init__(
+        self, model: nn.Module, cfg: Config, names: list[str], score_thr: float, device: Any
+    ) -> None:
         self.model, self.cfg, self.names, self.score_thr, self.device = model, cfg, names, score_thr, device
 
     def __call__(self, image: Tensor, image_id: int, name: str) -> tuple[Tensor, list[dict[str, Any]]]:
@@ -184,7 +186,7 @@ class _Drawer:
 @torch.inference_mode()
 def predict_files(
     model: nn.Module,
-    cfg: Any,
+    cfg: Config,
     inputs: Sequence[Path],
     out_dir: Path,
     score_thr: float = 0.3,
@@ -206,7 +208,7 @@ def predict_files(
         raise FileExistsError(f"--out {out_dir} is a file, not a folder")
     targets = output_paths(inputs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    draw = _Drawer(model, cfg, _class_names(cfg, int(model.num_classes), class_names), score_thr, device)  # type: ignore[arg-type]
+    draw = _Drawer(model, cfg, class_names_for(cfg, int(model.num_classes), class_names), score_thr, device)  # type: ignore[arg-type]
     records: list[dict[str, Any]] = []
     written: list[Path] = []
     failed: list[str] = []

@@ -205,7 +205,7 @@ def train(
         amp_dtype,
         world_size,
         iters_per_epoch,
-        MetricsWriter(work_dir, rank),
+        MetricsWriter(work_dir, rank, tensorboard=cfg.train.tensorboard),
         bar,
         EtaClock(st.pos.global_iter, total),
         meta,
@@ -274,6 +274,7 @@ def evaluate_epoch(run: Run, st: TrainState, done: int, ckpt: dict[str, Any] | N
         amp=run.amp,
         amp_dtype=run.amp_dtype,
         progress=False,
+        coco_backend=run.cfg.evaluation.coco_backend,
     )
     logger.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
     run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})

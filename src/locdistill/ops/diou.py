@@ -25,27 +25,31 @@ DIOU_EPS = 1e-7
 def centre_distance_penalty(boxes1: Tensor, boxes2: Tensor, eps: float = DIOU_EPS) -> Tensor:
     """``rho^2 / (c^2 + eps)``: squared centre distance over the squared diagonal of the smallest
     enclosing box. ``[..., 4]`` x ``[..., 4]`` (broadcast) -> ``[...]``."""
-    lo1, hi1, lo2, hi2 = boxes1[..., :2], boxes1[..., 2:], boxes2[..., :2], boxes2[..., 2:]
-    enclose = torch.maximum(hi1, hi2) - torch.minimum(lo1, lo2)
-    enclose = enclose * enclose
-    c2 = enclose[..., 0] + enclose[..., 1] + eps
-    delta = (lo2 + hi2) / 2 - (lo1 + hi1) / 2  # centre offset
-    delta = delta * delta
-    rho2 = delta[..., 0] + delta[..., 1]
-    return rho2 / c2
+    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
+    bx1, by1, bx2, by2 = boxes2.unbind(-1)
+    cw = torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)
+    ch = torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
+    dx = (bx1 + bx2) / 2 - (ax1 + ax2) / 2  # centre offset
+    dy = (by1 + by2) / 2 - (ay1 + ay2) / 2
+    return (dx * dx + dy * dy) / (cw * cw + ch * ch + eps)
 
 
 def iou_and_diou(boxes1: Tensor, boxes2: Tensor, beta: float = 1.0) -> tuple[Tensor, Tensor]:
     """IoU and ``DIoU = IoU - penalty ** beta`` of ``[..., 4]`` x ``[..., 4]`` (broadcast) -> ``[...]``
-    twice. The union is clamped to the smallest normal float (no change for boxes of positive area)."""
-    lo1, hi1, lo2, hi2 = boxes1[..., :2], boxes1[..., 2:], boxes2[..., :2], boxes2[..., 2:]
-    wh = (torch.minimum(hi1, hi2) - torch.maximum(lo1, lo2)).clamp_(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    size1, size2 = hi1 - lo1, hi2 - lo2
-    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - inter
-    iou = inter / union.clamp_(min=torch.finfo(inter.dtype).tiny)
+    twice. The union is clamped to the smallest normal float (no change for boxes of positive area).
+
+    Written per coordinate (``unbind``), so that broadcasting ``[N, 1, 4]`` against ``[1, M, 4]`` works on
+    ``[N, 1]`` / ``[1, M]`` pieces and never slices the ``[N, M]`` products (in an ONNX graph such slices
+    are gathers that cost more than the arithmetic)."""
+    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
+    bx1, by1, bx2, by2 = boxes2.unbind(-1)
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+    inter = iw * ih
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    iou = inter / union.clamp(min=torch.finfo(inter.dtype).tiny)
     penalty = centre_distance_penalty(boxes1, boxes2)
-    return iou, iou - (penalty if beta == 1.0 else penalty.pow_(beta))
+    return iou, iou - (penalty if beta == 1.0 else penalty.pow(beta))
 
 
 def diou_matrix(boxes1: Tensor, boxes2: Tensor, beta: float = 0.8) -> Tensor:
