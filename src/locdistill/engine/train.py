@@ -118,7 +118,7 @@ def train(
     check_values(cfg)
     rank, _, world_size = init_distributed()
     work_dir = Path(work_dir)
-    prepare_work_dir(work_dir, resume, overwrite, main_process=rank == 0)
+    prepare_work_dir(work_dir, resume, overwrite)
     setup_logger(work_dir, rank)
     tc = cfg.train
     device = pick_device()
