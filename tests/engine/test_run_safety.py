@@ -185,6 +185,10 @@ def test_a_used_work_dir_needs_resume_or_overwrite(
     assert code == 2
     assert_one_line_error(err, f"work dir {work} already holds a training run", "--resume", "--overwrite")
     assert digest(work) == before  # nothing touched
+    (work / "tensorboard").mkdir()
+    (work / "tensorboard" / "events.out").write_text("old run")
+    (work / "metrics.rank1.jsonl").write_text("{}\n")
+    (work / "notes.txt").write_text("mine")
     code, err = run(
         capsys, "train", str(config), "--work-dir", str(work), "--overwrite", "--set", "train.seed=1"
     )
@@ -192,6 +196,8 @@ def test_a_used_work_dir_needs_resume_or_overwrite(
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert [r["global_iter"] for r in records] == [1]  # the new run's records only, not mixed
     assert load_checkpoint(work / "latest.pth")["config"]["train"]["seed"] == 1
+    assert not (work / "tensorboard").exists() and not (work / "metrics.rank1.jsonl").exists()
+    assert (work / "notes.txt").read_text() == "mine"  # not a run's file: kept
     # a folder with other things in it, but no run, is fine
     other = tmp_path / "notes"
     other.mkdir()
