@@ -9,3 +9,4 @@ bash benchmarks/run_speed.sh  # train_step.json (with mmdetection when its pytho
 python benchmarks/bench_inference.py --out benchmarks/results/inference.json
 python benchmarks/bench_nms.py --out benchmarks/results/nms.json
 python benchmarks/bench_coco_eval.py --out benchmarks/results/coco_eval.json
+python benchmarks/bench_data_check.py --out benchmarks/results/data_check.json

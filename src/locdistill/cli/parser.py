@@ -86,6 +86,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given",
     )
+    _add_overwrite(p, "a work dir that holds a run")
     p.add_argument(
         "--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard (train.tensorboard=true)"
     )
@@ -93,11 +94,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _add_set(p)
 
 
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"start afresh in {what}, removing that run's checkpoints, metrics and logs (without it, "
+        "such a work dir is refused)",
+    )
+
+
 def add_chain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="the stage configs, teacher side first")
     p.add_argument(
         "--work-dir", type=Path, help="root of the stage work dirs (default work_dirs/chain_<last config>)"
     )
+    _add_overwrite(p, "stage work dirs that hold runs")
     _add_set(p)
 
 
@@ -133,10 +144,15 @@ def add_test_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.usage = "locdistill predict [CONFIG] CKPT IMAGE [IMAGE ...] --out DIR [options]"
-    p.add_argument("paths", nargs="+", metavar="[CONFIG] CKPT IMAGE", help=f"image files; {PATHS_HELP}")
+    p.usage = "locdistill predict [CONFIG] CKPT INPUT [INPUT ...] --out DIR [options]"
     p.add_argument(
-        "--out", type=Path, required=True, help="output folder for drawn images and detections.json"
+        "paths",
+        nargs="+",
+        metavar="[CONFIG] CKPT INPUT",
+        help="INPUT: image or video files, folders (their images and videos) or glob patterns; " + PATHS_HELP,
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder for drawn images, videos and detections.json"
     )
     p.add_argument(
         "--score-thr", type=float, default=0.3, help="minimum score to draw and report (default 0.3)"
@@ -237,7 +253,8 @@ SUBCOMMANDS: list[Subcommand] = [
         "  locdistill train CONFIG --resume                          # WORK_DIR/latest.pth\n"
         "  locdistill train CONFIG --resume work_dirs/x/epoch_4.pth\n\n"
         "the work dir receives config.yaml (resolved), env.json, git_rev.txt, train.log, metrics.jsonl,\n"
-        "epoch_N.pth (the last train.keep_last kept), latest.pth and best.pth (by AP).",
+        "epoch_N.pth (the last train.keep_last kept), latest.pth and best.pth (by AP). A work dir that\n"
+        "already holds a run is refused unless --resume or --overwrite is given.",
         add_train_arguments,
     ),
     Subcommand(
@@ -260,8 +277,11 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     Subcommand(
         "predict",
-        "draw detections on images and write them as JSON",
-        "example:\n  locdistill predict CKPT photo.jpg --out preds/ --score-thr 0.3   # or CONFIG CKPT IMAGE",
+        "draw detections on images and videos and write them as JSON",
+        "examples:\n  locdistill predict CKPT photo.jpg --out preds/ --score-thr 0.3  # or CONFIG CKPT ...\n"
+        "  locdistill predict CONFIG CKPT photos/ 'more/**/*.png' clip.mp4 --out preds/\n\n"
+        "inputs are never written over, even with --out the input folder (a.jpg is drawn into a_det.jpg);\n"
+        "videos need PyAV (pip install 'locdistill[video]') and become annotated .mp4 files.",
         add_predict_arguments,
     ),
     Subcommand(
