@@ -127,8 +127,10 @@ class Distiller(nn.Module):
         s_out = self.student(batch.images).float()
         assignment = self.student.assign(s_out, batch.targets, batch.metas)
         positives = self.student.positive_samples(s_out, assignment)
-        losses = self.student.loss(s_out, batch.targets, batch.metas, assignment, positives)
-        losses.update(self.distill_losses(s_out, t_out, assignment, batch, positives))
+        losses = self.student.loss(
+            s_out, batch.targets, batch.metas, assignment=assignment, positives=positives
+        )
+        losses.update(self.distill_losses(s_out, t_out, assignment, batch, positives=positives))
         return losses
 
     def distill_losses(

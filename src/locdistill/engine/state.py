@@ -5,7 +5,8 @@ Resume is exact: model, optimizer, scheduler, scaler, EMA, epoch, position insid
 of the training batches (order and per-sample augmentation, :mod:`locdistill.data.seeding`; so also
 with data-loading workers) and the RNG states of every rank (the loop restores them at the right
 moment, see :func:`locdistill.engine.train.train`). Only a training checkpoint of the same architecture
-resumes; a converted one (weights only) or one that does not fit the model is a :class:`CheckpointError`.
+resumes; a converted one (weights only) or one that does not fit the model is a
+:class:`~locdistill.weights.WeightsError`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import torch
 from torch import nn
 
 from locdistill.config import Config, to_dict
-from locdistill.engine.checkpoint import CheckpointError, get_rng_state, load_checkpoint
+from locdistill.engine.checkpoint import get_rng_state, load_checkpoint
 from locdistill.engine.distributed import all_gather_object
 from locdistill.engine.ema import ModelEMA
+from locdistill.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +106,13 @@ RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "iter", "global_iter"
 
 
 def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
-    """Raise :class:`CheckpointError` naming ``path`` unless ``ckpt`` is a training checkpoint whose
-    model has exactly the keys and shapes of ``model`` (a converted checkpoint has weights only; one of
-    another architecture or width does not fit)."""
+    """Raise :class:`~locdistill.weights.WeightsError` naming ``path`` unless ``ckpt`` is a training
+    checkpoint whose model has exactly the keys and shapes of ``model`` (a converted checkpoint has
+    weights only; one of another architecture or width does not fit)."""
     missing = [k for k in RESUME_KEYS if k not in ckpt]
     if missing:
         what = "weights only (a converted or exported checkpoint)" if "model" in ckpt else "no training state"
-        raise CheckpointError(
+        raise WeightsError(
             f"cannot resume from {path}: it holds {what}, without {', '.join(missing)}; resume from a "
             "training checkpoint (latest.pth, epoch_N.pth, iter_N.pth of the run)"
         )
@@ -124,7 +126,7 @@ def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
     ]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise CheckpointError(
+        raise WeightsError(
             f"cannot resume from {path}: its model does not fit this config ({shown}); resume with the "
             "config the run was trained with (its config.yaml)"
         )
