@@ -17,8 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.config import Config, DistillConfig, load_config
+from locdistill.distill.crosskd import CrossKD, TeacherResult, run_teacher
 from locdistill.distill.ld_loss import batch_scale, main_kd_loss, main_ld_loss, vlr_ld_loss
 from locdistill.distill.regions import vlr_region
+from locdistill.distill.teacher_cache import TeacherCache, fingerprint
 from locdistill.models.gfl import GFL, build_gfl
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.gfl_loss import flatten_levels, positive_samples
@@ -47,7 +49,8 @@ def check_fit(student: GFL, teacher: GFL, need_classes: bool) -> None:
         )
     if need_classes and student.num_classes != teacher.num_classes:
         problems.append(
-            f"num_classes (needed by main_kd): student {student.num_classes} vs teacher {teacher.num_classes}"
+            f"num_classes (needed by class KD: main_kd, crosskd): student {student.num_classes} "
+            f"vs teacher {teacher.num_classes}"
         )
     if problems:
         raise ValueError("the teacher does not fit the student: " + "; ".join(problems))
@@ -61,11 +64,19 @@ class Distiller(nn.Module):
         teacher: a trained detector with the same strides, anchors and reg_max.
         cfg: which terms are on, their weights and temperatures, and the normalisation.
         images_per_gpu: for the batch-size-invariant normalisation and the official-mode warning.
+        cache: where the teacher's outputs are read from and stored (``distill.cache``), or ``None``.
     """
 
-    def __init__(self, student: GFL, teacher: GFL, cfg: DistillConfig, images_per_gpu: int = 2) -> None:
+    def __init__(
+        self,
+        student: GFL,
+        teacher: GFL,
+        cfg: DistillConfig,
+        images_per_gpu: int = 2,
+        cache: TeacherCache | None = None,
+    ) -> None:
         super().__init__()
-        check_fit(student, teacher, cfg.main_kd.enabled)
+        check_fit(student, teacher, cfg.main_kd.enabled or cfg.crosskd.enabled)
         self.student = student
         self.teacher = teacher
         self.cfg = cfg
@@ -80,6 +91,10 @@ class Distiller(nn.Module):
             f"teacher.{n}" for n, _ in self.teacher.named_parameters()
         ] + [f"teacher.{n}" for n, _ in self.teacher.named_buffers()]
         self._renorm = student.mean != teacher.mean or student.std != teacher.std
+        # CrossKD (distill/crosskd.py): registered after the teacher so that the student's parameters
+        # come first; it holds only its trainable adapters, the teacher head is passed per call.
+        self.crosskd = CrossKD(student, teacher, cfg.crosskd) if cfg.crosskd.enabled else None
+        self.cache = cache
         if cfg.normalize == "official" and images_per_gpu > 3 and (cfg.main_ld.enabled or cfg.vlr_ld.enabled):
             warnings.warn(
                 f"distill.normalize=official with {images_per_gpu} images per GPU: the reference LD loss "
@@ -112,18 +127,45 @@ class Distiller(nn.Module):
             [c.clone().float() for c in out.cls_scores], [r.clone().float() for r in out.bbox_preds]
         )
 
+    def teacher_result(self, batch: Batch) -> TeacherResult:
+        """The teacher's outputs on the batch (and CrossKD's hold statistics): from ``distill.cache``
+        where it has them, else by running the teacher."""
+        depth = self.crosskd.teacher_layer if self.crosskd is not None else None
+
+        def compute(images: Tensor) -> TeacherResult:
+            return run_teacher(self.teacher, self.teacher_inputs(images), depth)
+
+        if self.cache is None:
+            return compute(batch.images)
+        return self.cache.fetch(batch, compute, with_hold=depth is not None)
+
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``)."""
+        """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``) and
+        CrossKD terms (``loss_crosskd_cls``, ``loss_crosskd_reg``, ``loss_crosskd_bbox``)."""
         # The teacher first: its activations are freed before the student's graph is built, so the
         # two networks' working memory never coexists (lower peak memory, fewer page faults on CPU).
-        t_out = self.teacher_outputs(batch.images)
-        s_out = self.student(batch.images)
+        teacher = self.teacher_result(batch)  # live or distill.cache
+        t_out = teacher.outputs
+        if self.crosskd is None:
+            s_out = self.student(batch.images)
+        else:  # the same outputs, plus the student's tower features at the crossing layer
+            s_out, s_tower = self.crosskd.student_forward(self.student, batch.images)
         s_out = HeadOutputs([c.float() for c in s_out.cls_scores], [r.float() for r in s_out.bbox_preds])
         gfl_targets = self.student.get_targets(s_out, batch.targets, batch.metas)
+        if self.cache is not None:
+            self.cache.after_targets(gfl_targets, batch.targets)
         per_level = self.student.loss_per_level(s_out, gfl_targets)
         losses = {k: per_level[k].sum() for k in ("loss_cls", "loss_bbox", "loss_dfl")}
         losses.update(self.distill_losses(s_out, t_out, gfl_targets, batch))
+        if self.crosskd is not None:  # CrossKD: the student's tower features through the teacher head
+            assert teacher.hold_sums is not None
+            cross = self.crosskd.cross_outputs(self.teacher.head, s_tower, teacher.hold_sums)
+            losses.update(self.crosskd.losses(cross, t_out, gfl_targets, self.student.integral))
         return losses
+
+    def log_stats(self) -> dict[str, float]:
+        """Extra numbers for the training log: the teacher cache's hits and misses since the last call."""
+        return self.cache.take_stats() if self.cache is not None else {}
 
     def distill_losses(
         self, s_out: HeadOutputs, t_out: HeadOutputs, gfl_targets: Any, batch: Batch
@@ -209,10 +251,48 @@ def build_teacher(cfg: Config) -> tuple[GFL, str]:
     return teacher, sha256_file(d.teacher_checkpoint)
 
 
+def build_teacher_cache(cfg: Config, student: GFL, teacher: GFL) -> TeacherCache | None:
+    """The ``distill.cache`` of a config (``None`` when unset); its settings name everything the
+    teacher's outputs depend on besides the per-image key."""
+    d = cfg.distill
+    if d is None or not d.cache:
+        return None
+    if d.cache_anchors == "needed" and d.crosskd.enabled:
+        raise ValueError(
+            "distill.cache_anchors=needed cannot serve CrossKD, which reads the teacher at every anchor; "
+            "set distill.cache_anchors=all"
+        )
+    train_data = cfg.data.train
+    settings = {
+        "teacher": fingerprint(teacher),
+        "teacher_mean_std": [list(teacher.mean), list(teacher.std)],
+        "input_mean_std": [list(student.mean), list(student.std)],
+        "data": {
+            "format": train_data.format,
+            "root": str(Path(train_data.root).resolve()),
+            "ann_file": train_data.ann_file,
+            "img_dir": train_data.img_dir,
+            "classes": list(train_data.classes),
+            "num_images": train_data.num_images,
+            "image_size": train_data.image_size,
+            "seed": train_data.seed,
+            "size_divisor": cfg.data.size_divisor,
+        },
+        "hold_depth": (
+            (d.crosskd.layer if d.crosskd.teacher_layer is None else d.crosskd.teacher_layer)
+            if d.crosskd.enabled
+            else None
+        ),
+    }
+    vlr = (d.vlr_ld.alpha_low, d.vlr_ld.diou) if d.vlr_ld.enabled else None
+    return TeacherCache(d.cache, settings, d.cache_dtype, d.cache_anchors, vlr)
+
+
 def build_distiller(cfg: Config, student: GFL) -> Distiller:
     """The training module for a config with a ``distill`` section."""
     assert cfg.distill is not None
     teacher, digest = build_teacher(cfg)
-    distiller = Distiller(student, teacher, cfg.distill, cfg.data.images_per_gpu)
+    cache = build_teacher_cache(cfg, student, teacher)
+    distiller = Distiller(student, teacher, cfg.distill, cfg.data.images_per_gpu, cache)
     distiller.teacher_sha256 = digest
     return distiller

@@ -109,6 +109,7 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: ModelEMA | None
+    distill: nn.Module | None = None  # trainable distillation modules beside the student (CrossKD adapters)
     pos: Position = field(default_factory=Position)
     best: dict[str, Any] = field(
         default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
@@ -124,6 +125,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "distill": self.distill.state_dict() if self.distill is not None else None,
             "epoch": self.pos.epoch,
             "iter": self.pos.iter,
             "global_iter": self.pos.global_iter,
@@ -137,6 +139,8 @@ class TrainState:
     def load_state_dict(self, ckpt: dict[str, Any], rank: int = 0) -> dict[str, Any] | None:
         """Restore from ``ckpt``; returns this rank's RNG state (restored later, see :func:`train`)."""
         self.model.load_state_dict(ckpt["model"])
+        if self.distill is not None and ckpt.get("distill") is not None:
+            self.distill.load_state_dict(ckpt["distill"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
@@ -253,13 +257,16 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
     use_amp, amp_dtype, use_scaler = amp_settings(cfg, device)
     if tc.amp and not use_amp:
         log.info("train.amp is ignored on %s (AMP runs on CUDA only)", device.type)
-    optimizer = build_optimizer(model, tc.optim, lr)
+    # The student's parameters, then any trainable distillation modules (CrossKD's adapters); the frozen
+    # teacher has none.
+    optimizer = build_optimizer(module, tc.optim, lr)
     st = TrainState(
         model=model,
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, tc.optim, iters_per_epoch),
         scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
         ema=ModelEMA(model, tc.ema_decay) if tc.ema else None,
+        distill=getattr(module, "crosskd", None),
     )
     rng_state = None
     if resume:
@@ -389,7 +396,7 @@ def train_one_epoch(
 ) -> bool:
     """Iterations ``start .. iters_per_epoch-1`` of ``epoch``; ``True`` when ``train.max_iters`` stops it."""
     tc, device = run.cfg.train, run.device
-    params = [p for p in st.model.parameters() if p.requires_grad]
+    params = [p for group in st.optimizer.param_groups for p in group["params"]]
     meters: dict[str, Tensor] = {}
     steps, iter_time, data_time = 0, 0.0, 0.0
     t_end = time.perf_counter()
@@ -441,12 +448,18 @@ def train_one_epoch(
                 "data_time": data_time / steps,
                 **_memory(device),
                 "eta_s": run.clock.eta(st.pos.global_iter),
+                **getattr(getattr(module, "module", module), "log_stats", dict)(),  # e.g. teacher-cache hits
             }
             run.metrics.write(record)
             run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}")
             terms = " ".join(f"{k} {record[k]:.4f}" for k in [*sorted(meters), "loss"])
+            cache = (
+                f" cache hits {record['cache_hits']:.0f} misses {record['cache_misses']:.0f}"
+                if "cache_hits" in record
+                else ""
+            )
             logger.info(
-                "epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s",
+                "epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s%s",
                 epoch + 1,
                 i + 1,
                 run.iters_per_epoch,
@@ -455,6 +468,7 @@ def train_one_epoch(
                 record["time"],
                 record["data_time"],
                 _hms(record["eta_s"]),
+                cache,
             )
             meters, steps, iter_time, data_time = {}, 0, 0.0, 0.0
         if stop:
