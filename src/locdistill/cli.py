@@ -17,6 +17,7 @@ from typing import Any
 EXAMPLES = """\
 examples:
   locdistill demo                                           # synthetic data: teacher, student, LD student
+  locdistill demo --method all                              # ... and CrossKD, CrossKD+LD students too
   locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml     # CPU-sized run on ../shared/data/coco128
   locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml --set data.train.root=/data/coco128 train.epochs=3
   locdistill train CONFIG --resume                          # continue from WORK_DIR/latest.pth
@@ -184,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--method",
+        choices=["ld", "crosskd", "crosskd+ld", "all"],
+        default="ld",
+        help="the distilled student(s) beside the baseline: LD (default), CrossKD, both, or all three",
+    )
 
     p = add(
         "benchmark",
