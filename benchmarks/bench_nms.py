@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import time_call, time_interleaved, write_results  # noqa: E402
 
-from locdistill.models.nms import batched_nms, score_voting_cluster_diou_nms  # noqa: E402
+from locdistill.models.cluster_nms import score_voting_cluster_diou_nms  # noqa: E402
+from locdistill.models.nms import batched_nms  # noqa: E402
 
 STRIDES = (8, 16, 32, 64, 128)
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from locdistill.cli import main
-from tests.test_cli import TINY  # the tiny network over the shipped CPU configs
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, TINY  # the tiny network over the shipped CPU configs
 
 
 def _check_timing(result: dict, iterations: int) -> None:

@@ -186,3 +186,18 @@ def test_configs_symlink_points_at_the_package_configs() -> None:
     link = Path(__file__).resolve().parents[1] / "configs"
     assert link.exists(), "the repository root should have configs -> src/locdistill/configs"
     assert link.resolve() == PACKAGE_CONFIG_DIR.resolve()
+
+
+def test_seed_nms_name_is_an_alias_of_voting_cluster_diou(tmp_path: Path) -> None:
+    """The seed's ``nms=dict(type='voting_cluster_diounms')`` is accepted and stored under our name, so
+    saved configs, export and the post-processing all see one name."""
+    cfg_file = write(
+        tmp_path / "c.yaml", "model: {test: {nms: {type: voting_cluster_diounms, iou_threshold: 0.6}}}\n"
+    )
+    cfg = load_config(cfg_file)
+    assert cfg.model.test.nms.type == "voting_cluster_diou"
+    assert to_dict(cfg)["model"]["test"]["nms"]["type"] == "voting_cluster_diou"
+    via_set = load_config(write(tmp_path / "d.yaml", ""), ["model.test.nms.type=voting_cluster_diounms"])
+    assert via_set.model.test.nms.type == "voting_cluster_diou"
+    with pytest.raises(ConfigError, match=r"model\.test\.nms\.type: 'soft_nms' is not one of"):
+        load_config(write(tmp_path / "e.yaml", ""), ["model.test.nms.type=soft_nms"])

@@ -6,23 +6,22 @@ skip cleanly when ../shared is absent.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from locdistill.losses import distribution_focal_loss, giou_loss, kd_kl_div, quality_focal_loss, weight_reduce
 from locdistill.models.assigner import atss_assign
-from locdistill.models.box_ops import bbox2distance, bbox_overlaps, distance2bbox
 from locdistill.models.gfl_head import GFLHead, HeadOutputs
 from locdistill.models.gfl_loss import gfl_loss
 from locdistill.models.integral import Integral
 from locdistill.models.postprocess import PostProcessConfig, postprocess
 from locdistill.models.priors import multi_level_anchors, valid_flags
 from locdistill.models.targets import build_targets
+from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, distance2bbox
 from locdistill.structures import ImageMeta, Targets
+from tests.helpers import SHARED
 
-REFS = Path(__file__).resolve().parents[1].parent / "shared" / "refs" / "mmdet"
+REFS = SHARED / "refs" / "mmdet"
 RTOL, ATOL = 1e-5, 1e-6
 
 

@@ -150,6 +150,7 @@ def random_inputs(
 def run_benchmark(args: argparse.Namespace) -> int:
     """``locdistill benchmark CONFIG [CKPT] [--num-images N] [--warmup W] [--img-size H W] ...``."""
     from locdistill.config import load_config
+    from locdistill.engine.device import pick_device
     from locdistill.models.gfl import build_gfl
     from locdistill.models.weights import load_detector_weights
     from locdistill.utils.fuse import fuse_conv_bn
@@ -161,7 +162,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         load_detector_weights(model, args.checkpoint)
     model.eval()
     fused = fuse_conv_bn(model) if args.fuse_conv_bn else 0
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     model.to(device)
     long_side, short_side = cfg.data.img_scale
     size = (int(args.img_size[0]), int(args.img_size[1])) if args.img_size else (short_side, long_side)

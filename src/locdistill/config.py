@@ -75,12 +75,20 @@ class HeadConfig:
     dfl_weight: float = 0.25
 
 
+NMS_TYPE_ALIASES = {"voting_cluster_diounms": "voting_cluster_diou"}
+"""Other names accepted for ``model.test.nms.type``: the LD repository's (the seed's) name."""
+
+
 @dataclass
 class NMSConfig:
-    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS)."""
+    """``type``: ``nms`` (greedy, class-aware) or ``voting_cluster_diou`` (Score-voting Cluster-DIoU-NMS;
+    the seed's name ``voting_cluster_diounms`` is accepted and stored as ``voting_cluster_diou``)."""
 
-    type: Literal["nms", "voting_cluster_diou"] = "nms"
+    type: Literal["nms", "voting_cluster_diou", "voting_cluster_diounms"] = "nms"
     iou_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.type = NMS_TYPE_ALIASES.get(self.type, self.type)  # type: ignore[assignment]
 
 
 @dataclass

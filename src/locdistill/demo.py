@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 
 from locdistill.config import Config, load_config
-from locdistill.models.box_ops import box_centers
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
+from locdistill.ops.box_ops import box_centers
 
 log = logging.getLogger("locdistill")
 

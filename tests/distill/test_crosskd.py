@@ -17,8 +17,8 @@ from locdistill.distill.crosskd_loss import (
 )
 from locdistill.distill.distiller import Distiller
 from locdistill.losses.reduce import EPS32
-from locdistill.models.box_ops import bbox_overlaps
 from locdistill.models.integral import Integral
+from locdistill.ops.box_ops import bbox_overlaps
 
 from .helpers import make_batch, tiny_gfl
 

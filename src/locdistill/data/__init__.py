@@ -5,20 +5,13 @@ mmdetection-style pipeline; :func:`build_train_loader` / :func:`build_test_loade
 :class:`~locdistill.structures.Batch` es.
 """
 
-from locdistill.data.base import (
-    Annotation,
-    BadImageError,
-    DataFormatError,
-    DetectionDataset,
-    ImageRecord,
-    Sample,
-    Transform,
-    read_image,
-)
 from locdistill.data.build import build_dataset, resolve_mean_std
 from locdistill.data.coco import CocoDataset
 from locdistill.data.collate import Collate, collate
+from locdistill.data.dataset import DetectionDataset, Sample, Transform
+from locdistill.data.image_io import BadImageError, read_image, read_image_size
 from locdistill.data.loader import EpochShuffleSampler, ShardSampler, build_test_loader, build_train_loader
+from locdistill.data.records import Annotation, DataFormatError, ImageRecord
 from locdistill.data.repeat import RepeatDataset
 from locdistill.data.synthetic import SHAPE_CLASSES, SyntheticDataset
 from locdistill.data.transforms import (
@@ -62,6 +55,7 @@ __all__ = [
     "collate",
     "hflip",
     "read_image",
+    "read_image_size",
     "resolve_mean_std",
     "rescale_size",
 ]

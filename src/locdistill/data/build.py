@@ -25,8 +25,9 @@ from typing import Any
 from torch import Tensor
 
 from locdistill.config import DataConfig, DatasetConfig
-from locdistill.data.base import DetectionDataset, read_list_file, resolve_listed_path
 from locdistill.data.coco import CocoDataset
+from locdistill.data.dataset import DetectionDataset
+from locdistill.data.list_files import read_list_file, resolve_listed_path
 from locdistill.data.repeat import RepeatDataset
 from locdistill.data.synthetic import SyntheticDataset
 from locdistill.data.transforms import build_transforms

@@ -21,17 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from locdistill.data.base import (
-    DataFormatError,
-    DetectionDataset,
-    ImageRecord,
-    IssueLog,
-    Transform,
-    clean_boxes,
-    stack_boxes,
-)
+from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.records import DataFormatError, IssueLog, make_record
 
 logger = logging.getLogger(__name__)
 
@@ -185,26 +176,22 @@ class CocoDataset(DetectionDataset):
         records = []
         for iid in order:
             img = images[iid]
-            height, width = int(img["height"]), int(img["width"])
             anns = per_image[iid]
             fname = img["file_name"]
-            boxes, keep = clean_boxes(
-                stack_boxes([a[0] for a in anns]), width, height, f"{src}: image {fname}", issues
-            )
             records.append(
-                ImageRecord(
-                    image_id=iid,
-                    file_name=fname,
-                    path=paths.get(iid, base / fname),
-                    height=height,
-                    width=width,
-                    boxes=boxes[keep],
-                    labels=np.array([a[1] for a in anns], dtype=np.int64).reshape(-1)[keep],
-                    ignore=np.array([a[2] for a in anns], dtype=bool).reshape(-1)[keep],
-                    difficult=np.zeros(int(keep.sum()), dtype=bool),
+                make_record(
+                    iid,
+                    fname,
+                    paths.get(iid, base / fname),
+                    int(img["height"]),
+                    int(img["width"]),
+                    [a[0] for a in anns],
+                    [a[1] for a in anns],
+                    f"{src}: image {fname}",
+                    issues,
+                    ignore=[a[2] for a in anns],
                 )
             )
-        issues.emit()
         super().__init__(
             records,
             [cats[c] for c in ids],
@@ -214,8 +201,8 @@ class CocoDataset(DetectionDataset):
             skip_bad=skip_bad,
             filter_empty_gt=filter_empty_gt,
             min_size=min_size,
+            issues=issues,
         )
-        self.issues = issues.counts()
         self._coco_dict: dict[str, Any] | None = None
 
     def to_coco_dict(self) -> dict[str, Any]:

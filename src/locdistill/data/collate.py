@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from locdistill.data.base import Sample, round_up
+from locdistill.data.dataset import Sample
 from locdistill.structures import Batch
 
 
@@ -48,3 +49,8 @@ class Collate:
 
     def __repr__(self) -> str:
         return f"Collate(size_divisor={self.size_divisor})"
+
+
+def round_up(value: int, divisor: int) -> int:
+    """``value`` rounded up to a multiple of ``divisor``."""
+    return int(math.ceil(value / divisor) * divisor) if divisor > 0 else value

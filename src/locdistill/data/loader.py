@@ -69,8 +69,32 @@ def _distributed(distributed: bool) -> bool:
     return distributed and dist.is_available() and dist.is_initialized()
 
 
-def _size_divisor(dataset: Dataset, size_divisor: int | None) -> int:
-    return size_divisor if size_divisor is not None else int(getattr(dataset, "size_divisor", 32))
+def _loader(
+    dataset: Dataset,
+    images_per_gpu: int,
+    sampler: Sampler[int],
+    workers: int,
+    size_divisor: int | None,
+    pin_memory: bool | None,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """The DataLoader both builders make: :class:`Collate` batches (padding multiple ``size_divisor``,
+    else the dataset's), persistent workers seeded by :func:`seed_worker`, nothing dropped."""
+    if images_per_gpu < 1:
+        raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
+    divisor = size_divisor if size_divisor is not None else int(getattr(dataset, "size_divisor", 32))
+    return DataLoader(
+        dataset,
+        batch_size=images_per_gpu,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=Collate(divisor),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=False,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+        generator=generator,
+    )
 
 
 def build_train_loader(
@@ -93,26 +117,13 @@ def build_train_loader(
             loader's generator (worker seeds).
         distributed: use ``DistributedSampler`` when ``torch.distributed`` is initialised.
     """
-    if images_per_gpu < 1:
-        raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
     sampler: Sampler[int]
     if _distributed(distributed):
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False)  # type: ignore[arg-type]
     else:
         sampler = EpochShuffleSampler(dataset, seed)  # type: ignore[arg-type]
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=images_per_gpu,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=Collate(_size_divisor(dataset, size_divisor)),
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=False,
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker,
-        generator=generator,
-    )
+    return _loader(dataset, images_per_gpu, sampler, workers, size_divisor, pin_memory, generator)
 
 
 def build_test_loader(
@@ -125,20 +136,8 @@ def build_test_loader(
     pin_memory: bool | None = None,
 ) -> DataLoader:
     """Sequential loader; under ``torch.distributed`` rank ``r`` gets images ``r::world_size``."""
-    if images_per_gpu < 1:
-        raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
     if _distributed(distributed):
         sampler = ShardSampler(dataset, dist.get_rank(), dist.get_world_size())  # type: ignore[arg-type]
     else:
         sampler = ShardSampler(dataset, 0, 1)  # type: ignore[arg-type]
-    return DataLoader(
-        dataset,
-        batch_size=images_per_gpu,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=Collate(_size_divisor(dataset, size_divisor)),
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=False,
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker,
-    )
+    return _loader(dataset, images_per_gpu, sampler, workers, size_divisor, pin_memory)

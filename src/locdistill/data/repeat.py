@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from locdistill.data.base import DetectionDataset, Sample
+from locdistill.data.dataset import DetectionDataset, Sample
 
 
 class RepeatDataset(Dataset[Sample]):

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from locdistill.data.base import DetectionDataset, ImageRecord, Transform
+from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.records import ImageRecord
 
 SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross", "ring")
 

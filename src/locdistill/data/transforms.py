@@ -33,7 +33,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from locdistill.data.base import Sample, Transform
+from locdistill.data.dataset import Sample, Transform
 from locdistill.structures import ImageMeta, Targets
 
 logger = logging.getLogger(__name__)

@@ -20,20 +20,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from locdistill.data.base import (
-    BadImageError,
-    DataFormatError,
-    DetectionDataset,
-    ImageRecord,
-    IssueLog,
-    Transform,
-    clean_boxes,
-    read_image_size,
-    read_list_file,
-    stack_boxes,
-)
+from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.image_io import BadImageError, read_image_size
+from locdistill.data.list_files import read_list_file
+from locdistill.data.records import DataFormatError, ImageRecord, IssueLog, make_record
 
 logger = logging.getLogger(__name__)
 
@@ -168,21 +158,20 @@ class VOCDataset(DetectionDataset):
                         skipped += 1
                         continue
                 height, width = size
-                clipped, keep = clean_boxes(stack_boxes(boxes), width, height, str(xml_path), issues)
                 records.append(
-                    ImageRecord(
-                        image_id=len(records),
-                        file_name=f"{img_subdir}/{img_id}{img_ext}",
-                        path=img_path,
-                        height=height,
-                        width=width,
-                        boxes=clipped[keep],
-                        labels=np.asarray(labels, dtype=np.int64).reshape(-1)[keep],
-                        ignore=np.zeros(int(keep.sum()), dtype=bool),
-                        difficult=np.asarray(difficult, dtype=bool).reshape(-1)[keep],
+                    make_record(
+                        len(records),
+                        f"{img_subdir}/{img_id}{img_ext}",
+                        img_path,
+                        height,
+                        width,
+                        boxes,
+                        labels,
+                        str(xml_path),
+                        issues,
+                        difficult=difficult,
                     )
                 )
-        issues.emit()
         super().__init__(
             records,
             classes,
@@ -191,6 +180,6 @@ class VOCDataset(DetectionDataset):
             skip_bad=skip_bad,
             filter_empty_gt=filter_empty_gt,
             min_size=min_size,
+            issues=issues,
+            num_skipped=skipped,
         )
-        self.num_skipped = skipped
-        self.issues = issues.counts()

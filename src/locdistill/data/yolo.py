@@ -20,19 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from locdistill.data.base import (
-    BadImageError,
-    DataFormatError,
-    DetectionDataset,
-    ImageRecord,
-    IssueLog,
-    Transform,
-    clean_boxes,
-    read_image_size,
-    read_list_file,
-    resolve_listed_path,
-    stack_boxes,
-)
+from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.image_io import BadImageError, read_image_size
+from locdistill.data.list_files import read_list_file, resolve_listed_path
+from locdistill.data.records import DataFormatError, ImageRecord, IssueLog, make_record
 
 logger = logging.getLogger(__name__)
 
@@ -154,25 +145,15 @@ class YoloDataset(DetectionDataset):
                 continue
             label_file = label_path_of(path)
             boxes, labels = parse_yolo_labels(label_file, len(names), width, height)
-            clipped, keep = clean_boxes(stack_boxes(boxes), width, height, str(label_file), issues)
             try:
                 file_name = str(path.relative_to(root_path))
             except ValueError:
                 file_name = str(path)
             records.append(
-                ImageRecord(
-                    image_id=len(records),
-                    file_name=file_name,
-                    path=path,
-                    height=height,
-                    width=width,
-                    boxes=clipped[keep],
-                    labels=np.asarray(labels, dtype=np.int64).reshape(-1)[keep],
-                    ignore=np.zeros(int(keep.sum()), dtype=bool),
-                    difficult=np.zeros(int(keep.sum()), dtype=bool),
+                make_record(
+                    len(records), file_name, path, height, width, boxes, labels, str(label_file), issues
                 )
             )
-        issues.emit()
         super().__init__(
             records,
             names,
@@ -181,6 +162,6 @@ class YoloDataset(DetectionDataset):
             skip_bad=skip_bad,
             filter_empty_gt=filter_empty_gt,
             min_size=min_size,
+            issues=issues,
+            num_skipped=skipped,
         )
-        self.num_skipped = skipped
-        self.issues = issues.counts()

@@ -31,12 +31,12 @@ from locdistill.distill.crosskd_loss import (
     crosskd_reg_loss,
     teacher_box_weights,
 )
-from locdistill.models.box_ops import box_centers
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import GFLHead, HeadOutputs, TowerFeatures
 from locdistill.models.gfl_loss import flatten_levels
 from locdistill.models.integral import Integral
 from locdistill.models.targets import GFLTargets
+from locdistill.ops.box_ops import box_centers
 from locdistill.utils.dist import reduce_mean
 
 STD_EPS = 1e-6

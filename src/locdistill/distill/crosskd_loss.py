@@ -23,8 +23,8 @@ from torch import Tensor
 
 from locdistill.losses import giou_loss
 from locdistill.losses.reduce import EPS32
-from locdistill.models.box_ops import distance2bbox
 from locdistill.models.integral import Integral
+from locdistill.ops.box_ops import distance2bbox
 
 
 def kd_quality_focal_loss(pred: Tensor, teacher_logits: Tensor, beta: float = 1.0) -> Tensor:

@@ -12,30 +12,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from locdistill.models.box_ops import bbox_overlaps, box_centers
 from locdistill.models.targets import GFLTargets
+from locdistill.ops.diou import anchor_gt_diou
 from locdistill.structures import Targets
-
-
-def center_distance_penalty(anchors: Tensor, gts: Tensor, eps: float = 1e-7) -> Tensor:
-    """DIoU's penalty ``rho^2 / c^2``: squared centre distance over the squared diagonal of the
-    smallest enclosing box. ``[A, 4]`` x ``[G, 4]`` -> ``[A, G]``."""
-    ca, cg = box_centers(anchors), box_centers(gts)
-    rho2 = (ca[:, None, :] - cg[None, :, :]).pow(2).sum(-1)
-    lt = torch.min(anchors[:, None, :2], gts[None, :, :2])
-    rb = torch.max(anchors[:, None, 2:], gts[None, :, 2:])
-    c2 = (rb - lt).pow(2).sum(-1) + eps
-    return rho2 / c2
-
-
-def anchor_gt_diou(anchors: Tensor, gts: Tensor, mode: Literal["official", "true"] = "official") -> Tensor:
-    """``[A, G]`` DIoU between anchors and GTs.
-
-    ``true``: IoU minus the centre penalty. ``official``: the reference code's variant, overlap divided
-    by the *anchor* area (IoF) minus the centre penalty.
-    """
-    overlap_term = bbox_overlaps(anchors, gts, mode="iof" if mode == "official" else "iou")
-    return overlap_term - center_distance_penalty(anchors, gts)
 
 
 def vlr_region(
@@ -50,7 +29,7 @@ def vlr_region(
         gfl_targets: the student's ATSS targets (anchors, validity, per-GT thresholds).
         targets: the batch's GTs (pixels).
         alpha_low: lower end of the band as a fraction of the GT's threshold.
-        mode: which DIoU (see :func:`anchor_gt_diou`).
+        mode: which DIoU (see :func:`locdistill.ops.diou.anchor_gt_diou`).
 
     Returns:
         ``[B, A]`` float: the IoU with the chosen GT for VLR anchors, 0 elsewhere (also 0 at anchors

@@ -19,13 +19,11 @@ A converted (``locdistill convert``) checkpoint keeps only ``model``, ``config``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.models.weights import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
+from locdistill.utils.atomic_write import atomic_write
+from locdistill.weights_sniff import describe_unreadable
 
 if TYPE_CHECKING:
     from locdistill.models.gfl import GFL
@@ -48,32 +48,7 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ saving
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` on a temp file in ``path``'s folder, then ``os.replace`` it into place.
-
-    A crash at any point leaves either the old file or the new one, never a partial one; the temp file
-    is removed when ``write`` raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the usual permissions
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_atomic_write = atomic_write  # the name the rest of the engine uses
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
@@ -144,9 +119,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        tensors = load_file(str(path), device=str(map_location))
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+        try:
+            tensors = load_file(str(path), device=str(map_location))
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except Exception as e:  # safetensors raises its own SafetensorError
+            if isinstance(e, OSError):
+                raise
+            raise CheckpointError(
+                describe_unreadable(path) or f"cannot read safetensors file {path}: {e}"
+            ) from None
         out: dict[str, Any] = {"model": tensors}
         for key in ("config", "meta"):
             if key in metadata:
@@ -155,6 +137,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        problem = describe_unreadable(path)  # an LFS pointer, a raw pickle, a text file ...
+        if problem is not None:
+            raise CheckpointError(problem) from None
         first = str(e).strip().splitlines()
         detail = next(
             (line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else ""
@@ -164,8 +149,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"found an object that would need arbitrary unpickling: {detail.strip()}). Convert it in a "
             "trusted environment, or use 'locdistill convert --from-mmdet' for mmdetection checkpoints."
         ) from None
-    except (RuntimeError, EOFError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    except (
+        Exception
+    ) as e:  # torch.load raises RuntimeError, EOFError, KeyError, IndexError ... on other files
+        if isinstance(e, OSError):
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            describe_unreadable(path) or f"cannot read checkpoint {path}: {reason}"
+        ) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
     return data

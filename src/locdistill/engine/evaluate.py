@@ -1,20 +1,36 @@
 """Evaluation loop: run the detector over a test loader (sharded over ranks), gather the detections on
-the main process, score them with the COCO or VOC evaluator and share the metrics with every rank."""
+the main process, score them with the COCO or VOC evaluator and share the metrics with every rank.
+
+:func:`evaluate` scores a model on a loader (training's periodic evaluation, the demo);
+:func:`evaluate_checkpoint` is ``locdistill test``: a config and a checkpoint in, metrics and result
+records out."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from locdistill.engine.distributed import all_gather_object, broadcast_object, is_main_process
+from locdistill.config import Config
+from locdistill.data import build_dataset, build_test_loader
+from locdistill.engine.checkpoint import load_detector
+from locdistill.engine.device import amp_settings, pick_device
+from locdistill.engine.distributed import (
+    all_gather_object,
+    broadcast_object,
+    is_distributed,
+    is_main_process,
+)
+from locdistill.evaluation import CocoEvaluator, VOCEvaluator, format_coco_table, format_voc_table
 from locdistill.structures import Batch, Detections
 
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -68,16 +84,12 @@ def score_detections(
         )
     empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
     if metric == "coco":
-        from locdistill.evaluation import CocoEvaluator, format_coco_table
-
         coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
         for image_id in image_ids:
             coco.add(image_id, detections.get(image_id, empty))
         metrics = coco.evaluate()
         return {k: float(v) for k, v in metrics.items()}, format_coco_table(metrics), coco.results()
     if metric == "voc":
-        from locdistill.evaluation import VOCEvaluator, format_voc_table
-
         voc = VOCEvaluator(dataset.class_names)
         for index, image_id in enumerate(image_ids):
             ann = dataset.get_annotation(index)
@@ -91,8 +103,6 @@ def score_detections(
 
 def coco_results(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:
     """The COCO results list (category ids of the dataset) without scoring: what the test-dev server takes."""
-    from locdistill.evaluation import CocoEvaluator
-
     if not hasattr(dataset, "image_ids") and hasattr(dataset, "dataset"):
         dataset = dataset.dataset
     coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
@@ -144,3 +154,62 @@ def evaluate(
         result = score_detections(dataset, merged, metric)
     metrics, table = broadcast_object((result[0], result[1]))
     return metrics, table, result[2]
+
+
+@dataclass
+class CheckpointEvaluation:
+    """What :func:`evaluate_checkpoint` returns on the main process.
+
+    Attributes:
+        metrics: metric name -> value (empty with ``format_only``).
+        table: the printable metric table (``""`` with ``format_only``).
+        records: the detections as result records: the COCO results list (COCO category ids) for the
+            ``coco`` metric, else :func:`detection_records`.
+        num_images: images evaluated.
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    table: str = ""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    num_images: int = 0
+
+
+def evaluate_checkpoint(
+    cfg: Config,
+    checkpoint: str | Path,
+    *,
+    split: str = "test",
+    metric: str | None = None,
+    use_ema: bool = False,
+    format_only: bool = False,
+    device: torch.device | None = None,
+) -> CheckpointEvaluation | None:
+    """Evaluate the GFL of ``cfg`` with the weights of ``checkpoint`` (every format
+    :func:`~locdistill.engine.checkpoint.load_detector` reads) on ``data.test`` (``split="test"``,
+    falling back to ``data.val`` when the config has none) or ``data.val``.
+
+    Under ``torch.distributed`` (initialised by the caller) every rank predicts its share; the main
+    process gathers and scores them and gets the result, the other ranks ``None``. AMP follows
+    ``train.amp`` / ``train.amp_dtype`` on CUDA. With ``format_only`` nothing is scored (COCO test-dev
+    has no ground truth here): only ``records`` is filled.
+    """
+    metric = metric or cfg.metric
+    device = device or pick_device()
+    model, _ = load_detector(cfg, checkpoint, device, use_ema)
+    data_cfg = cfg.data.test if split == "test" and cfg.data.test is not None else cfg.data.val
+    dataset = build_dataset(data_cfg, cfg.data, train=False, mean=model.mean, std=model.std)
+    loader = build_test_loader(
+        dataset, cfg.data.test_images_per_gpu, cfg.data.workers_per_gpu, is_distributed()
+    )
+    use_amp, amp_dtype, _ = amp_settings(cfg, device)
+    detections = gather_detections(predict_loader(model, loader, device, use_amp, amp_dtype))
+    if not is_main_process():
+        return None
+    out = CheckpointEvaluation(num_images=len(detections))
+    if not format_only:
+        out.metrics, out.table, out.records = score_detections(dataset, detections, metric)
+    elif metric == "coco":
+        out.records = coco_results(dataset, detections)
+    if metric != "coco":
+        out.records = detection_records(dataset, detections)
+    return out

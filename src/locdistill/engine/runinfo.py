@@ -1,5 +1,6 @@
-"""Run set-up shared by the commands: seeding, device and AMP choice, and the reproducibility files
-written into every work dir (resolved config, environment, git revision)."""
+"""Run set-up shared by the commands: seeding, and the reproducibility files written into every work
+dir (resolved config, environment, git revision). The device and AMP choice is
+:mod:`locdistill.engine.device`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchvision
 
+from locdistill import __version__
 from locdistill.config import Config, dump_config
 
 
@@ -42,7 +45,7 @@ def git_revision() -> tuple[str, bool]:
         ).stdout.strip()
 
     try:
-        git("ls-files", "--error-unmatch", "cli.py")  # our sources are tracked in this checkout
+        git("ls-files", "--error-unmatch", "__init__.py")  # our sources are tracked in this checkout
         rev = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", check=False))
         return rev or "unknown", dirty
@@ -51,10 +54,6 @@ def git_revision() -> tuple[str, bool]:
 
 
 def environment_info(world_size: int) -> dict[str, Any]:
-    import torchvision
-
-    from locdistill import __version__
-
     rev, dirty = git_revision()
     return {
         "locdistill_version": __version__,
@@ -80,16 +79,3 @@ def write_run_info(cfg: Config, work_dir: Path, world_size: int) -> dict[str, An
     (work_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n", encoding="utf-8")
     (work_dir / "git_rev.txt").write_text(env["git_rev"] + (" (dirty)" if env["git_dirty"] else "") + "\n")
     return env
-
-
-def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def amp_settings(cfg: Config, device: torch.device) -> tuple[bool, torch.dtype, bool]:
-    """``(autocast on, its dtype, GradScaler on)``: AMP only on CUDA; the scaler only for float16."""
-    dtype = torch.bfloat16 if getattr(cfg.train, "amp_dtype", "float16") == "bfloat16" else torch.float16
-    use_amp = bool(cfg.train.amp) and device.type == "cuda"
-    return use_amp, dtype, use_amp and dtype == torch.float16

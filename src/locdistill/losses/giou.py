@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from locdistill.models.box_ops import bbox_overlaps
+from locdistill.ops.box_ops import bbox_overlaps
 
 
 def giou_loss(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from locdistill.models.box_ops import bbox_overlaps, box_centers
+from locdistill.ops.box_ops import bbox_overlaps, box_centers
 
 INF = 100000000.0
 

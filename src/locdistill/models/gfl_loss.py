@@ -21,10 +21,10 @@ from torch import Tensor
 
 from locdistill.losses import distribution_focal_loss, giou_loss, quality_focal_loss
 from locdistill.losses.reduce import EPS32
-from locdistill.models.box_ops import bbox2distance, bbox_overlaps, box_centers, distance2bbox
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.integral import Integral
 from locdistill.models.targets import GFLTargets
+from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, box_centers, distance2bbox
 from locdistill.utils.dist import reduce_mean
 
 

@@ -1,15 +1,15 @@
 """Import mmdetection GFL v1 / GFL v2 / LD checkpoints without executing code from the file.
 
-Real model-zoo checkpoints carry pickled mmengine/mmcv objects and numpy arrays in ``meta`` and
-``message_hub``, so ``torch.load(weights_only=True)`` refuses them. :func:`restricted_load` uses
-torch's own zip reader with an unpickler that rebuilds tensors and plain containers only; every
-other global the file names becomes an inert :class:`Placeholder` (its constructor arguments and
-state are kept as data, nothing is called). Loading such a file can therefore never run its code.
+Real model-zoo checkpoints carry pickled mmengine/mmcv objects (``ConfigDict``, ``HistoryBuffer``)
+and numpy arrays in ``meta`` and ``message_hub``, so ``torch.load(weights_only=True)`` refuses them.
+They are read with :func:`locdistill.models.restricted_pickle.restricted_load`, which keeps tensors and
+plain data, turns every other object into an inert :class:`Placeholder` and never runs code from the
+file nor lets it change anything outside the returned data.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,92 +17,28 @@ import torch
 from torch import Tensor
 
 from locdistill.models.mmdet_keys import convert_detector_state_dict
+from locdistill.models.restricted_pickle import (
+    DEFAULT_MAX_STORAGE_BYTES,
+    Placeholder,
+    UnsafeCheckpointError,
+    contains_placeholder,
+    plain_data,
+    restricted_load,
+)
+from locdistill.utils.atomic_write import atomic_write
 
-# Globals a tensor checkpoint needs; everything here only rebuilds tensors or plain containers.
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,  # type: ignore[attr-defined]
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,  # type: ignore[attr-defined]
-    ("torch", "Size"): torch.Size,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex,
-}
-for _dtype in (
-    torch.float32,
-    torch.float16,
-    torch.bfloat16,
-    torch.float64,
-    torch.int64,
-    torch.int32,
-    torch.uint8,
-    torch.int8,
-    torch.int16,
-    torch.bool,
-):
-    _ALLOWED[("torch", str(_dtype).split(".")[1])] = _dtype
-
-
-class Placeholder:
-    """Stands in for any object the checkpoint names that is not a tensor or plain data.
-
-    ``Placeholder.module``/``name`` record what it replaced; ``args`` and ``state`` keep what the pickle
-    passed to it, as inert data.
-    """
-
-    module = ""
-    name = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-        self.kwargs = kwargs
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:  # dict subclasses are rebuilt with SETITEMS
-        if self.state is None:
-            self.state = {}
-        if isinstance(self.state, dict):
-            self.state[key] = value
-
-    def append(self, value: Any) -> None:  # list subclasses are rebuilt with APPENDS
-        if not isinstance(self.state, list):
-            self.state = []
-        self.state.append(value)
-
-    def extend(self, values: Any) -> None:
-        for v in values:
-            self.append(v)
-
-    def __repr__(self) -> str:
-        return f"<placeholder for {self.module}.{self.name}>"
-
-
-def _placeholder(module: str, name: str) -> type:
-    return type(f"Placeholder[{module}.{name}]", (Placeholder,), {"module": module, "name": name})
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
-        return _placeholder(module, name)
-
-
-class _RestrictedPickleModule:
-    """A ``pickle_module`` for ``torch.load`` whose unpickler resolves no arbitrary globals."""
-
-    Unpickler = _RestrictedUnpickler
-    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
-    __name__ = "locdistill_restricted_pickle"
-
-
-def restricted_load(path: str | Path) -> Any:
-    """Load a torch checkpoint keeping tensors and plain data; see the module docstring."""
-    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)  # type: ignore[arg-type]
+__all__ = [
+    "DEFAULT_MAX_STORAGE_BYTES",
+    "Placeholder",
+    "UnsafeCheckpointError",
+    "convert_mmdet_checkpoint",
+    "infer_head_settings",
+    "is_mmdet_checkpoint",
+    "mmdet_class_names",
+    "mmdet_meta",
+    "mmdet_state_dict",
+    "restricted_load",
+]
 
 
 def is_mmdet_checkpoint(obj: Any) -> bool:
@@ -134,28 +70,33 @@ def mmdet_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, Te
 
 
 def mmdet_meta(obj: Any) -> dict[str, Any]:
-    """Plain-data fields of an mmdetection checkpoint's ``meta`` (epoch, iter, versions, class names)."""
-    meta = obj.get("meta") if isinstance(obj, dict) else None
+    """Plain-data fields of an mmdetection checkpoint's ``meta``: epoch, iter, versions, the config text
+    (``config`` in 2.x, ``cfg`` in 3.x) and class names (``CLASSES`` in 2.x, ``dataset_meta`` in 3.x).
+    Pickled dict/list subclasses (mmengine's ``ConfigDict``) come back as plain dicts/lists; fields that
+    still hold other pickled objects are left out."""
+    meta = plain_data(obj.get("meta")) if isinstance(obj, dict) else None
     out: dict[str, Any] = {}
     if not isinstance(meta, dict):
         return out
-    for key in ("epoch", "iter", "mmdet_version", "mmengine_version", "config", "CLASSES", "dataset_meta"):
+    keys = ("epoch", "iter", "mmdet_version", "mmengine_version", "mmcv_version", "config", "cfg", "CLASSES")
+    for key in (*keys, "dataset_meta"):
         value = meta.get(key)
         if isinstance(value, (int, float, str)) or (
-            isinstance(value, (list, tuple, dict)) and not _contains_placeholder(value)
+            isinstance(value, (list, tuple, dict)) and not contains_placeholder(value)
         ):
             out[key] = value
     return out
 
 
-def _contains_placeholder(value: Any) -> bool:
-    if isinstance(value, Placeholder):
-        return True
-    if isinstance(value, dict):
-        return any(_contains_placeholder(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_contains_placeholder(v) for v in value)
-    return False
+def mmdet_class_names(obj: Any) -> list[str] | None:
+    """The class names an mmdetection checkpoint records (2.x ``meta.CLASSES``, 3.x
+    ``meta.dataset_meta.classes``), or ``None``."""
+    meta = mmdet_meta(obj)
+    dataset_meta = meta.get("dataset_meta")
+    names = meta.get("CLASSES") or (dataset_meta.get("classes") if isinstance(dataset_meta, dict) else None)
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None
 
 
 def infer_head_settings(state: dict[str, Tensor]) -> dict[str, Any]:
@@ -179,9 +120,10 @@ def infer_head_settings(state: dict[str, Tensor]) -> dict[str, Any]:
 def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]:
     """``locdistill convert --from-mmdet``: write an mmdetection GFL/LD checkpoint in our format.
 
-    The output holds ``model`` (our key names), and ``meta`` with the source's plain metadata, the
-    head settings read from the weights and the keys that could not be placed (an LD checkpoint's
-    teacher). Prints nothing; returns a report dict.
+    The output holds ``model`` (our key names), and ``meta`` with the source's plain metadata, its class
+    names, the head settings read from the weights and the keys that could not be placed (an LD
+    checkpoint's teacher); a ``.safetensors`` output keeps ``meta`` as JSON in its metadata. The file is
+    written atomically with the usual permissions. Prints nothing; returns a report dict.
     """
     from locdistill.models.weights import sha256_file
 
@@ -194,17 +136,18 @@ def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]
         "skipped": skipped,
         "head": infer_head_settings(state),
         "mmdet_meta": mmdet_meta(obj),
+        "class_names": mmdet_class_names(obj),
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".safetensors":
+    meta = {"converted_from": "mmdetection", **_plain(report)}
+    if out.suffix == ".safetensors":  # the layout of engine.checkpoint.save_checkpoint: meta as JSON
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata={"format": "locdistill"})
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        metadata = {"format": "pt", "meta": json.dumps(meta)}
+        atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     else:
-        tmp = out.with_name(out.name + ".tmp")
-        torch.save({"model": state, "meta": {"converted_from": "mmdetection", **_plain(report)}}, tmp)
-        tmp.replace(out)
+        atomic_write(out, lambda tmp: torch.save({"model": state, "meta": meta}, tmp))
     return report
 
 

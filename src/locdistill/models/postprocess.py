@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from locdistill.models.box_ops import box_centers, distance2bbox
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.integral import Integral
+from locdistill.ops.box_ops import box_centers, distance2bbox
 from locdistill.structures import Detections, ImageMeta
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
+from locdistill.weights_sniff import describe_unreadable
 
 
 @dataclass
@@ -48,10 +49,20 @@ def read_checkpoint(path: str | Path) -> Any:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return {"model": load_file(str(path))}
+        try:
+            return {"model": load_file(str(path))}
+        except Exception as e:  # safetensors raises its own SafetensorError
+            if isinstance(e, OSError):
+                raise
+            raise ValueError(
+                describe_unreadable(path) or f"{path}: not a readable safetensors file: {e}"
+            ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        problem = describe_unreadable(path)  # an LFS pointer, a raw pickle, a text file ...
+        if problem is not None:
+            raise ValueError(problem) from None
         obj = restricted_load(path)
         if is_mmdet_checkpoint(obj):
             return obj
@@ -59,8 +70,20 @@ def read_checkpoint(path: str | Path) -> Any:
             f"{path}: refused to load: the file holds Python objects beyond tensors and plain data "
             f"and is not an mmdetection checkpoint ({str(e).splitlines()[0]})"
         ) from None
-    except RuntimeError as e:
-        raise ValueError(f"{path}: not a readable checkpoint: {e}") from None
+    except (
+        Exception
+    ) as e:  # torch.load raises RuntimeError, EOFError, KeyError, IndexError ... on other files
+        if isinstance(e, OSError):
+            raise
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            describe_unreadable(path) or f"{path}: not a readable checkpoint: {reason}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def detector_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, Tensor], str, list[str]]:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from .deform_conv import DEFORM_CONVS, _DeformConvBase
+from .deform_conv import DEFORM_CONVS
+from .staged import StagedBackbone, check_stage_arguments
 
 RES2NET_DEPTHS: dict[int, tuple[int, int, int, int]] = {
     50: (3, 4, 6, 3),
@@ -116,7 +116,7 @@ class Bottle2neck(nn.Module):
         return self.relu(out + identity)
 
 
-class Res2Net(Backbone):
+class Res2Net(StagedBackbone):
     """Res2Net-50/101/152 (v1d: deep stem, average-pool shortcuts) returning C3-C5.
 
     Args:
@@ -146,30 +146,21 @@ class Res2Net(Backbone):
         dcn: Sequence[bool] = (False, False, False, False),
         dcn_type: str = "dcn",
     ) -> None:
-        if depth not in RES2NET_DEPTHS:
-            raise ValueError(f"Res2Net depth must be one of {sorted(RES2NET_DEPTHS)}, got {depth}")
-        if len(dcn) != 4:
-            raise ValueError(f"dcn needs one flag per stage (4), got {list(dcn)}")
-        if dcn_type not in DEFORM_CONVS:
-            raise ValueError(f"dcn_type must be one of {sorted(DEFORM_CONVS)}, got {dcn_type!r}")
-        if frozen_stages > 4:
-            raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
+        check_stage_arguments("Res2Net", depth, RES2NET_DEPTHS, dcn, dcn_type, frozen_stages)
         if base_width < 2 or base_width * split_width // 64 < 1:
             raise ValueError(f"base_width={base_width} is too small for split_width={split_width}")
-        planes = [base_width * 2**i for i in range(4)]
         expansion = Bottle2neck.expansion
         super().__init__(
-            out_channels=[p * expansion for p in planes[1:]],
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
+            depth=depth,
+            base_width=base_width,
+            expansion=expansion,
             frozen_stages=frozen_stages,
             norm_eval=norm_eval,
+            dcn=dcn,
+            dcn_type=dcn_type,
         )
-        self.depth = depth
         self.scales = scales
         self.split_width = split_width
-        self.dcn = tuple(bool(d) for d in dcn)
-        self.dcn_type = dcn_type
 
         half = base_width // 2
         self.stem = nn.Sequential(
@@ -187,16 +178,12 @@ class Res2Net(Backbone):
         blocks = RES2NET_DEPTHS[depth]
         inplanes = base_width
         stages: list[nn.Sequential] = []
-        for i, (p, n) in enumerate(zip(planes, blocks)):
+        for i, (p, n) in enumerate(zip(self.planes, blocks)):
             stages.append(self._make_layer(inplanes, p, n, stride=1 if i == 0 else 2, use_dcn=self.dcn[i]))
             inplanes = p * expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self._init_weights()
         self._freeze_stages()
-
-    @property
-    def stages(self) -> list[nn.Sequential]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
 
     def _make_layer(
         self, inplanes: int, planes: int, blocks: int, stride: int, use_dcn: bool
@@ -226,28 +213,8 @@ class Res2Net(Backbone):
         ]
         return nn.Sequential(*layers)
 
-    def _init_weights(self) -> None:
-        """mmdetection's init: Kaiming normal (fan_out, ReLU) convs, BN weight 1, bias 0; the offset
-        convs of deformable layers stay at zero."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, _DeformConvBase):
-                m.init_offset()
+    def stem_modules(self) -> list[nn.Module]:
+        return [self.stem]
 
-    def frozen_modules(self) -> list[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.stem, *self.stages[: self.frozen_stages]]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        x = self.maxpool(self.stem(x))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c3, c4, c5]
+    def forward_stem(self, x: Tensor) -> Tensor:
+        return self.maxpool(self.stem(x))

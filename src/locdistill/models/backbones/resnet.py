@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone
 from .deform_conv import DEFORM_CONVS
+from .staged import StagedBackbone, check_stage_arguments
 
 RESNET_DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -28,7 +28,7 @@ RESNET_DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, i
 """depth -> (block, blocks per stage)."""
 
 
-class ResNet(Backbone):
+class ResNet(StagedBackbone):
     """ResNet / ResNeXt returning C3-C5 (the outputs of ``layer2``, ``layer3``, ``layer4``).
 
     Args:
@@ -60,56 +60,42 @@ class ResNet(Backbone):
         dcn: Sequence[bool] = (False, False, False, False),
         dcn_type: str = "dcn",
     ) -> None:
-        if depth not in RESNET_DEPTHS:
-            raise ValueError(f"ResNet depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
+        check_stage_arguments("ResNet", depth, RESNET_DEPTHS, dcn, dcn_type, frozen_stages)
         block, layers = RESNET_DEPTHS[depth]
-        if len(dcn) != 4:
-            raise ValueError(f"dcn needs one flag per stage (4), got {list(dcn)}")
         if any(dcn) and block is BasicBlock:
             raise ValueError(f"DCN needs bottleneck blocks; resnet{depth} has basic blocks (as mmdetection)")
         if block is BasicBlock and (groups != 1 or width_per_group != 64):
             raise ValueError("basic-block ResNets (18/34) support only groups=1, width_per_group=64")
-        if dcn_type not in DEFORM_CONVS:
-            raise ValueError(f"dcn_type must be one of {sorted(DEFORM_CONVS)}, got {dcn_type!r}")
-        if frozen_stages > 4:
-            raise ValueError(f"frozen_stages must be in [-1, 4], got {frozen_stages}")
         if base_width < 1 or int(base_width * width_per_group / 64) * groups < 1:
             raise ValueError(
                 f"base_width={base_width} is too small for groups={groups}, width_per_group={width_per_group}"
             )
-        expansion = block.expansion
-        planes = [base_width * 2**i for i in range(4)]
         super().__init__(
-            out_channels=[p * expansion for p in planes[1:]],
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
+            depth=depth,
+            base_width=base_width,
+            expansion=block.expansion,
             frozen_stages=frozen_stages,
             norm_eval=norm_eval,
+            dcn=dcn,
+            dcn_type=dcn_type,
         )
-        self.depth = depth
         self.groups = groups
         self.width_per_group = width_per_group
-        self.dcn = tuple(bool(d) for d in dcn)
-        self.dcn_type = dcn_type
 
         self.conv1 = nn.Conv2d(3, base_width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.inplanes = base_width
-        self.layer1 = self._make_layer(block, planes[0], layers[0], stride=1)
-        self.layer2 = self._make_layer(block, planes[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(block, planes[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(block, planes[3], layers[3], stride=2)
+        self.layer1 = self._make_layer(block, self.planes[0], layers[0], stride=1)
+        self.layer2 = self._make_layer(block, self.planes[1], layers[1], stride=2)
+        self.layer3 = self._make_layer(block, self.planes[2], layers[2], stride=2)
+        self.layer4 = self._make_layer(block, self.planes[3], layers[3], stride=2)
         self._init_weights()
         for stage, use_dcn in enumerate(self.dcn):
             if use_dcn:
                 self._make_deformable(self.stages[stage])
         self._freeze_stages()
-
-    @property
-    def stages(self) -> list[nn.Sequential]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
 
     def _make_layer(
         self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int
@@ -156,24 +142,8 @@ class ResNet(Backbone):
             deform.weight.data.copy_(plain.weight.data)
             block.conv2 = deform
 
-    def _init_weights(self) -> None:
-        """torchvision's / mmdetection's init: Kaiming normal (fan_out, ReLU) convs, BN weight 1, bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+    def stem_modules(self) -> list[nn.Module]:
+        return [self.conv1, self.bn1]
 
-    def frozen_modules(self) -> list[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.conv1, self.bn1, *self.stages[: self.frozen_stages]]
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c3, c4, c5]
+    def forward_stem(self, x: Tensor) -> Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))

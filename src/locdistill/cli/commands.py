@@ -1,0 +1,167 @@
+"""The sub-commands of ``locdistill``: one ``cmd_<name>(args) -> exit code`` each.
+
+Every command imports what it needs when it runs, so that ``locdistill --help`` stays instant; the
+work itself lives in :mod:`locdistill.engine` (train, chain, evaluate, predict, checkpoints) and in
+:mod:`locdistill.demo`, :mod:`locdistill.benchmark` and :mod:`locdistill.export`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+class CommandUnavailable(RuntimeError):
+    """A sub-command whose implementation module is not installed."""
+
+
+def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
+    if args.work_dir is not None:
+        return Path(args.work_dir)
+    if cfg.work_dir:
+        return Path(cfg.work_dir)
+    return Path("work_dirs") / Path(args.config).stem
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from locdistill.config import load_config
+    from locdistill.engine.distributed import cleanup_distributed, is_main_process
+    from locdistill.engine.train import train
+
+    cfg = load_config(args.config, args.set)
+    try:
+        final = train(cfg, _work_dir(args, cfg), resume=args.resume)
+        main_process = is_main_process()
+    finally:
+        cleanup_distributed()
+    if main_process:
+        print(f"final checkpoint: {final}")
+    return 0
+
+
+def cmd_chain(args: argparse.Namespace) -> int:
+    from locdistill.engine.distributed import cleanup_distributed, is_main_process
+
+    run_chain = _delegate("locdistill.engine.chain", "run_chain")
+    root = args.work_dir or Path("work_dirs") / f"chain_{Path(args.configs[-1]).stem}"
+    try:
+        finals = run_chain(list(args.configs), root, args.set)
+        main_process = is_main_process()
+    finally:
+        cleanup_distributed()
+    if main_process:
+        for k, path in enumerate(finals, start=1):
+            print(f"stage {k}: {path}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from locdistill.config import load_config
+    from locdistill.engine.distributed import cleanup_distributed, init_distributed
+    from locdistill.engine.evaluate import evaluate_checkpoint
+    from locdistill.engine.logger import setup_logger
+
+    cfg = load_config(args.config, args.set)
+    if args.format_only and args.out is None:
+        raise ValueError("--format-only needs --out FILE (the detections are all it produces)")
+    rank, _, _ = init_distributed()
+    try:
+        setup_logger(None, rank)
+        result = evaluate_checkpoint(
+            cfg,
+            args.checkpoint,
+            split=args.split,
+            metric=args.metric,
+            use_ema=args.ema,
+            format_only=args.format_only,
+        )
+        if result is not None:  # the main process
+            if not args.format_only:
+                print(result.table)
+            if args.out is not None:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(result.records), encoding="utf-8")
+                print(f"detections written to {args.out} ({len(result.records)} boxes)")
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from locdistill.config import load_config
+    from locdistill.engine.checkpoint import load_detector
+    from locdistill.engine.device import pick_device
+    from locdistill.engine.predict import predict_images
+
+    cfg = load_config(args.config, args.set)
+    device = pick_device(args.device)
+    model, meta = load_detector(cfg, args.checkpoint, device)
+    written = predict_images(
+        model, cfg, args.images, args.out, args.score_thr, device, class_names=meta.get("class_names")
+    )
+    print(f"{len(written)} image(s) and detections.json written to {args.out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    if args.from_mmdet:
+        if args.ema:
+            raise ValueError(
+                "--ema does not apply to --from-mmdet (mmdetection checkpoints hold one set of weights)"
+            )
+        try:
+            from locdistill.models.mmdet_import import convert_mmdet_checkpoint
+        except ImportError as e:
+            raise CommandUnavailable(
+                f"mmdetection import is not available in this installation ({e})"
+            ) from None
+        if not args.checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+        report = convert_mmdet_checkpoint(args.checkpoint, args.out)
+        skipped = report.get("skipped", []) if isinstance(report, dict) else []
+        n = report.get("num_tensors", "?") if isinstance(report, dict) else "?"
+        print(
+            f"converted mmdetection checkpoint {args.checkpoint} -> {args.out} ({n} tensors"
+            + (f", {len(skipped)} keys not placed, e.g. {skipped[0]}" if skipped else "")
+            + ")"
+        )
+        return 0
+    from locdistill.engine.checkpoint import load_checkpoint, save_checkpoint, strip_to_weights
+
+    ckpt = load_checkpoint(args.checkpoint)
+    small = strip_to_weights(ckpt, use_ema=args.ema)
+    save_checkpoint(args.out, small)
+    size_in, size_out = args.checkpoint.stat().st_size, args.out.stat().st_size
+    print(
+        f"{args.out}: {len(small['model'])} tensors, {size_out / 2**20:.1f} MiB "
+        f"(from {size_in / 2**20:.1f} MiB{', EMA weights' if args.ema else ''})"
+    )
+    return 0
+
+
+def _delegate(module: str, func: str) -> Any:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise CommandUnavailable(
+                f"this command is not available in this installation ({module} is missing)"
+            ) from None
+        raise
+    return getattr(mod, func)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.demo", "run_demo")(args) or 0)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.benchmark", "run_benchmark")(args) or 0)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.export", "run_export")(args) or 0)
