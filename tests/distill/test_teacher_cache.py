@@ -197,3 +197,41 @@ def test_needed_anchors_cannot_serve_crosskd(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cache_anchors=needed cannot serve CrossKD"):
         build_teacher_cache(cfg, tiny_gfl(0), tiny_gfl(1))
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_write_their_own_images_and_read_each_others(tmp_path: Path) -> None:
+    from locdistill.config import dump_config, load_config
+    from locdistill.engine.train import train
+    from tests.engine.test_distributed import read_jsonl, run_torchrun, tiny_yaml, torchrun
+    from tests.helpers import tiny_overrides
+
+    if torchrun() is None:
+        pytest.skip("torchrun is not installed")
+    cfg = tiny_yaml(tmp_path)
+    overrides = [*tiny_overrides(tmp_path / "data"), "data.flip_prob=0.0"]
+    teacher_cfg = load_config(cfg, [*overrides, "train.max_iters=1", "model.head.feat_channels=48"])
+    teacher_ckpt = train(teacher_cfg, tmp_path / "teacher")
+    dump_config(teacher_cfg, tmp_path / "teacher.yaml")
+    work, cache = tmp_path / "student", tmp_path / "cache"
+    distill = [
+        f"distill.teacher_config={tmp_path / 'teacher.yaml'}",
+        f"distill.teacher_checkpoint={teacher_ckpt}",
+        "distill.crosskd.enabled=true",
+        "distill.crosskd.layer=1",
+        "distill.crosskd.adapter=true",
+        f"distill.cache={cache}",
+    ]
+    # 12 images, 2 ranks x 2 images: 3 iterations per epoch, logged once per epoch
+    run_torchrun(
+        ["train", str(cfg), "--work-dir", str(work), "--set", *overrides, *distill, "train.log_interval=3"],
+        tmp_path,
+    )
+    rank0, rank1 = read_jsonl(work / "metrics.jsonl"), read_jsonl(work / "metrics.rank1.jsonl")
+    for a, b in zip(rank0, rank1, strict=True):  # counts summed over the ranks, losses averaged
+        for key in ("cache_hits", "cache_misses", "loss_crosskd_cls", "loss_crosskd_reg", "loss_ld"):
+            assert a[key] == b[key], key
+    assert [(r["cache_hits"], r["cache_misses"]) for r in rank0] == [(0, 12), (12, 0)]
+    assert len(list(cache.rglob("*.pt"))) == 12 and not list(cache.rglob(".*.tmp"))
+    ckpt = torch.load(work / "latest.pth", weights_only=True, map_location="cpu")
+    assert set(ckpt["distill"]) >= {"cls_adapter.weight", "reg_adapter.weight"}

@@ -107,6 +107,11 @@ def align_scale(student: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return normed * std[None, :, None, None] + mean[None, :, None, None]
 
 
+def teacher_depth(cfg: CrossKDConfig) -> int:
+    """Where the student's features enter the teacher's tower: ``teacher_layer``, else ``layer``."""
+    return cfg.layer if cfg.teacher_layer is None else cfg.teacher_layer
+
+
 def hold_width(head: GFLHead, depth: int) -> int:
     """Channels of a head's tower features after ``depth`` convs (its input width at 0)."""
     return head.feat_channels if depth > 0 else head.in_channels
@@ -129,7 +134,7 @@ class CrossKD(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.layer = cfg.layer
-        self.teacher_layer = cfg.layer if cfg.teacher_layer is None else cfg.teacher_layer
+        self.teacher_layer = teacher_depth(cfg)
         s_convs, t_convs = student.head.stacked_convs, teacher.head.stacked_convs
         if not 0 <= self.layer <= s_convs:
             raise ValueError(

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.config import Config, DistillConfig, load_config
-from locdistill.distill.crosskd import CrossKD, TeacherResult, run_teacher
+from locdistill.distill.crosskd import CrossKD, TeacherResult, run_teacher, teacher_depth
 from locdistill.distill.ld_loss import batch_scale, main_kd_loss, main_ld_loss, vlr_ld_loss
 from locdistill.distill.regions import vlr_region
 from locdistill.distill.teacher_cache import TeacherCache, fingerprint
@@ -278,11 +278,7 @@ def build_teacher_cache(cfg: Config, student: GFL, teacher: GFL) -> TeacherCache
             "seed": train_data.seed,
             "size_divisor": cfg.data.size_divisor,
         },
-        "hold_depth": (
-            (d.crosskd.layer if d.crosskd.teacher_layer is None else d.crosskd.teacher_layer)
-            if d.crosskd.enabled
-            else None
-        ),
+        "hold_depth": teacher_depth(d.crosskd) if d.crosskd.enabled else None,
     }
     vlr = (d.vlr_ld.alpha_low, d.vlr_ld.diou) if d.vlr_ld.enabled else None
     return TeacherCache(d.cache, settings, d.cache_dtype, d.cache_anchors, vlr)

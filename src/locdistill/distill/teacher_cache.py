@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.gfl_loss import flatten_levels
 from locdistill.models.targets import GFLTargets
 from locdistill.structures import Batch, ImageMeta, Targets
-from locdistill.utils.dist import get_world_size, is_distributed
+from locdistill.utils.dist import get_rank, get_world_size, is_distributed
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +158,19 @@ class TeacherCache:
         return self.root / digest[:2] / f"{digest}.pt"
 
     @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    def _tmp_name(path: Path) -> Path:
+        """A temporary name no other process (rank, node) writes: renamed into place when complete."""
+        return path.with_name(f".{path.name}.{socket.gethostname()}.{get_rank()}.{os.getpid()}.tmp")
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = self._tmp_name(path)
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
     def _save(self, key: str, entry: dict[str, Tensor]) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = self._tmp_name(path)
         torch.save(entry, tmp)
         os.replace(tmp, path)
 
