@@ -1,4 +1,5 @@
-"""Benchmark of :class:`locdistill.evaluation.CocoEvaluator` (collecting and pycocotools scoring).
+"""Benchmark of :class:`locdistill.evaluation.CocoEvaluator` (collecting, and scoring with pycocotools
+and, when installed, faster-coco-eval side by side).
 
 Ground truth: the COCO json of ``shared/data/coco128`` (128 real COCO images, 939 boxes incl. 10
 crowd) when it is found, else a synthetic COCO-like set. Detections imitate a detector's output: per
@@ -23,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import time_call, write_results  # noqa: E402
+from _common import time_call, time_interleaved, write_results  # noqa: E402
 
-from locdistill.evaluation import CocoEvaluator  # noqa: E402
+from locdistill.evaluation import COCO_METRIC_NAMES, CocoEvaluator  # noqa: E402
 from locdistill.structures import Detections  # noqa: E402
 
 COCO128_JSON = "data/coco128/annotations/instances_train2017.json"
@@ -106,12 +107,22 @@ def fake_detections(gt: dict[str, Any], dets_per_image: int, seed: int = 0) -> d
     return out
 
 
+def backends() -> list[str]:
+    """pycocotools, and faster_coco_eval when the package is installed."""
+    try:
+        import faster_coco_eval  # noqa: F401
+    except ImportError:
+        print("faster-coco-eval not installed: timing pycocotools only", file=sys.stderr)
+        return ["pycocotools"]
+    return ["pycocotools", "faster_coco_eval"]
+
+
 def run_case(name: str, gt: dict[str, Any], dets_per_image: int, repeats: int) -> dict[str, Any]:
     cat_ids = sorted(c["id"] for c in gt["categories"])
     detections = fake_detections(gt, dets_per_image)
 
-    def collect() -> CocoEvaluator:
-        ev = CocoEvaluator(gt, cat_ids)
+    def collect(backend: str = "pycocotools") -> CocoEvaluator:
+        ev = CocoEvaluator(gt, cat_ids, backend=backend)
         for image_id, det in detections.items():
             ev.add(image_id, det)
         return ev
@@ -122,20 +133,33 @@ def run_case(name: str, gt: dict[str, Any], dets_per_image: int, repeats: int) -
     t0 = time.perf_counter()
     metrics = ev.evaluate()
     first = time.perf_counter() - t0
-    t_eval = time_call(ev.evaluate, repeats, warmup=0)
-    return {
+    evaluators = {b: collect(b) for b in backends()}
+    stats = {b: e.evaluate() for b, e in evaluators.items()}  # also the warm-up of each
+    timed = time_interleaved({b: e.evaluate for b, e in evaluators.items()}, repeats, warmup=0)
+    row: dict[str, Any] = {
         "ground_truth": name,
         "images": len(gt["images"]),
         "gt_boxes": len(gt["annotations"]),
         "detections": len(ev),
         "collect_ms": round(t_collect["median_s"] * 1e3, 2),
         "results_json_ms": round(t_results["median_s"] * 1e3, 2),
-        "evaluate_ms": round(t_eval["median_s"] * 1e3, 2),
+        "evaluate_ms": round(timed["pycocotools"]["median_s"] * 1e3, 2),
         "evaluate_first_call_ms": round(first * 1e3, 2),
         "AP": round(metrics["AP"], 4),
         "AP50": round(metrics["AP50"], 4),
         "AR100": round(metrics["AR100"], 4),
+        "evaluate_by_backend_ms": {
+            b: {k.replace("_s", "_ms"): round(v * 1e3, 2) for k, v in t.items() if k.endswith("_s")}
+            for b, t in timed.items()
+        },
     }
+    if "faster_coco_eval" in timed:
+        fast, slow = timed["faster_coco_eval"]["median_s"], timed["pycocotools"]["median_s"]
+        row["faster_over_pycocotools"] = round(fast / slow, 3)
+        row["max_abs_stat_diff"] = max(
+            abs(stats["faster_coco_eval"][k] - stats["pycocotools"][k]) for k in COCO_METRIC_NAMES
+        )
+    return row
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

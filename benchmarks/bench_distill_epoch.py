@@ -41,9 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import time_interleaved, write_results  # noqa: E402
 
 from locdistill.config import Config, load_config  # noqa: E402
-from locdistill.distill.distiller import Distiller, build_teacher_cache, resolve_teacher_config  # noqa: E402
+from locdistill.distill.distiller import Distiller  # noqa: E402
+from locdistill.distill.teacher_cache import build_teacher_cache  # noqa: E402
 from locdistill.engine.build import DetectorLoss, build_data  # noqa: E402
 from locdistill.engine.loader import set_epoch  # noqa: E402
+from locdistill.engine.teacher import resolve_teacher_config  # noqa: E402
 from locdistill.models.gfl import GFL, build_gfl  # noqa: E402
 from locdistill.structures import Batch  # noqa: E402
 

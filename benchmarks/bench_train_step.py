@@ -111,13 +111,13 @@ def main() -> None:
         [c.float().requires_grad_() for c in raw.cls_scores],
         [r.float().requires_grad_() for r in raw.bbox_preds],
     )
-    fixed_targets = student.get_targets(leaves, batch.targets, batch.metas)
+    fixed_assignment = student.assign(leaves, batch.targets, batch.metas)
     fixed_teacher = distiller.teacher_outputs(batch.images)
 
     def ld_terms() -> None:
         for t in [*leaves.cls_scores, *leaves.bbox_preds]:
             t.grad = None
-        terms = distiller.distill_losses(leaves, fixed_teacher, fixed_targets, batch)
+        terms = distiller.distill_losses(leaves, fixed_teacher, fixed_assignment, batch)
         sum(terms.values()).backward()
 
     results = {}

@@ -79,3 +79,7 @@ def test_benchmark_scripts_write_json(script: str, args: list[str], tmp_path: Pa
         assert {"nms_ms", "voting_cluster_diou_ms", "naive_score_voting_ms", "within_2x_nms"} <= set(row)
     else:
         assert all(r["evaluate_ms"] > 0 and 0 <= r["AP"] <= 1 for r in payload["results"])
+        for r in payload["results"]:
+            assert r["evaluate_by_backend_ms"]["pycocotools"]["median_ms"] == r["evaluate_ms"]
+            if "faster_coco_eval" in r["evaluate_by_backend_ms"]:  # the same numbers on the same detections
+                assert r["max_abs_stat_diff"] <= 1e-6 and r["faster_over_pycocotools"] > 0

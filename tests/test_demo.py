@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from locdistill.analysis.edges import pick_objects
 from locdistill.cli import main
-from locdistill.demo import METRICS, _clear_previous_run, _pick_objects, demo_configs, format_table
+from locdistill.demo import METRICS, _clear_previous_run, demo_configs, format_table
 from locdistill.distill.distiller import check_fit
 from locdistill.models.gfl import build_gfl
 
@@ -37,10 +38,14 @@ def test_format_table_lists_every_model_in_percent() -> None:
     assert lines[0].split()[:4] == ["model", "AP", "AP50", "AP75"]
     assert lines[2].split()[1:3] == ["50.0", "50.0"] and lines[2].split()[-1] == "12"
     assert lines[3].startswith("LD student") and "25.0" in lines[3]
+    # pycocotools' -1 (no large object in the validation images) reads n/a, not -100.0
+    table = format_table({"teacher": {**{m: 0.5 for m in METRICS}, "APl": -1.0}}, {"teacher": 1.0})
+    row = table.splitlines()[2].split()
+    assert row[METRICS.index("APl") + 1] == "n/a" and "-100.0" not in table
 
 
 def test_pick_objects_returns_positive_anchors_spread_over_sizes() -> None:
-    class T:  # the two GFLTargets fields the picker reads
+    class T:  # the two Assignment fields the picker reads
         anchors = torch.tensor(
             [[0, 0, 8, 8], [8, 0, 16, 8], [0, 8, 8, 16], [8, 8, 16, 16]], dtype=torch.float32
         )
@@ -54,9 +59,9 @@ def test_pick_objects_returns_positive_anchors_spread_over_sizes() -> None:
             return len(self.boxes)
 
     gts = [G([[8, 0, 16, 8], [0, 8, 4, 12], [0, 0, 1, 1]])]  # the third GT has no positive anchor
-    picks = _pick_objects(T(), gts, 5)
+    picks = pick_objects(T(), gts, 5)
     assert sorted(picks) == [(0, 0, 1), (0, 1, 2)]  # nearest positive to each centre; GT 2 left out
-    assert _pick_objects(T(), gts, 1) == [(0, 1, 2)]  # the smallest first
+    assert pick_objects(T(), gts, 1) == [(0, 1, 2)]  # the smallest first
 
 
 def test_a_rerun_replaces_the_previous_demo_but_never_another_folder(

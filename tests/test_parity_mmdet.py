@@ -11,12 +11,12 @@ import torch
 
 from locdistill.losses import distribution_focal_loss, giou_loss, kd_kl_div, quality_focal_loss, weight_reduce
 from locdistill.models.assigner import atss_assign
+from locdistill.models.assignment import build_assignment
 from locdistill.models.gfl_head import GFLHead, HeadOutputs
 from locdistill.models.gfl_loss import gfl_loss
 from locdistill.models.integral import Integral
 from locdistill.models.postprocess import PostProcessConfig, postprocess
 from locdistill.models.priors import multi_level_anchors, valid_flags
-from locdistill.models.targets import build_targets
 from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, distance2bbox
 from locdistill.structures import ImageMeta, Targets
 from tests.helpers import SHARED
@@ -209,18 +209,18 @@ def test_head_targets_and_losses(head_ref: dict, case: str) -> None:
     strides = head_ref["strides"]
     anchors = multi_level_anchors(sizes, strides)
     targets = [Targets(b, l) for b, l in zip(c["gt_bboxes"], c["gt_labels"])]
-    t = build_targets(anchors, sizes, strides, targets, metas, head_ref["num_classes"])
+    t = build_assignment(anchors, sizes, strides, targets, metas, head_ref["num_classes"])
     ref_t = c["targets"]
     torch.testing.assert_close(t.anchors, ref_t["anchors"][0], rtol=0, atol=0)
     assert torch.equal(t.valid, ref_t["valid_flags"].bool())
     assert torch.equal(t.labels, ref_t["labels"].long())
     close(t.label_weights, ref_t["label_weights"])
-    close(t.bbox_targets, ref_t["bbox_targets"])
+    close(t.gt_boxes, ref_t["bbox_targets"])
     assert float(t.num_total_pos) == ref_t["num_total_pos"]
     for img, a in enumerate(ref_t["assign"]):
-        assert torch.equal(t.assign[img].gt_inds, a["assigned_gt_inds_valid_only"].long())
+        assert torch.equal(t.per_image[img].gt_inds, a["assigned_gt_inds_valid_only"].long())
         full = torch.zeros_like(a["assigned_gt_inds_all_anchors"]).long()
-        full[t.valid[img]] = t.assign[img].gt_inds
+        full[t.valid[img]] = t.per_image[img].gt_inds
         assert torch.equal(full, a["assigned_gt_inds_all_anchors"].long())
 
     cls = [x.clone().requires_grad_(True) for x in head_ref["cls_scores"]]

@@ -29,7 +29,7 @@ _EXPORTS = {
     "GFL": "locdistill.models.gfl",
     "build_gfl": "locdistill.models.gfl",
     "Distiller": "locdistill.distill.distiller",
-    "build_distiller": "locdistill.distill.distiller",
+    "build_distiller": "locdistill.engine.build",
     "train": "locdistill.engine.train",
     "evaluate": "locdistill.engine.evaluate",
     "load_checkpoint": "locdistill.engine.checkpoint",

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torchvision
 
+from locdistill.config import Config
 from locdistill.models.gfl import GFL
 from locdistill.structures import ImageMeta
 
@@ -114,7 +115,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def dataset_inputs(cfg: Any, model: GFL, count: int = 20) -> tuple[list[tuple[torch.Tensor, ImageMeta]], str]:
+def dataset_inputs(
+    cfg: Config, model: GFL, count: int = 20
+) -> tuple[list[tuple[torch.Tensor, ImageMeta]], str]:
     """The first ``count`` images of the config's test split (``data.test``, else ``data.val``) through
     the test pipeline (resize, normalise, pad), batch 1, with their metas; and a description of them."""
     from locdistill.data import build_dataset, build_test_loader

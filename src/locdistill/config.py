@@ -12,13 +12,13 @@ Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from locdistill.config_validation import ConfigError, from_dict
 
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -134,7 +134,8 @@ class DatasetConfig:
 @dataclass
 class DataConfig:
     """Pipelines and loaders. ``img_scale``: (long, short) side limits of the keep-ratio resize;
-    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training."""
+    ``multiscale``: optional [[long, short_min], [long, short_max]] range sampled per image in training.
+    ``ultralytics``: an Ultralytics ``data.yaml`` that fills the splits (:mod:`locdistill.config_resolve`)."""
 
     train: DatasetConfig = field(default_factory=DatasetConfig)
     val: DatasetConfig = field(default_factory=DatasetConfig)
@@ -148,6 +149,7 @@ class DataConfig:
     images_per_gpu: int = 2
     workers_per_gpu: int = 2
     test_images_per_gpu: int = 1
+    ultralytics: str = ""
 
 
 @dataclass
@@ -169,7 +171,9 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
-    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs)."""
+    uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
+    ``tensorboard``: also write the metrics.jsonl records as TensorBoard scalars (``WORK_DIR/tensorboard``;
+    needs the ``tensorboard`` package)."""
 
     epochs: int = 12
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -186,6 +190,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     max_iters: int | None = None
+    tensorboard: bool = False
 
 
 @dataclass
@@ -265,6 +270,14 @@ class DistillConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """``coco_backend``: what computes the COCO metric, ``pycocotools`` or ``faster_coco_eval`` (the same
+    numbers, faster; ``pip install 'locdistill[fast-eval]'``)."""
+
+    coco_backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
+
+
+@dataclass
 class Config:
     """The whole experiment. ``metric``: ``coco`` or ``voc``. ``distill``: ``None`` trains plain GFL."""
 
@@ -273,12 +286,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig | None = None
     metric: Literal["coco", "voc"] = "coco"
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     work_dir: str = ""
     source: str = field(default="", metadata={"internal": True})
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -324,10 +334,15 @@ def resolve_config_path(name: str | Path) -> Path:
 
 def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read ``path`` and its ``_base_`` chain into one merged mapping (not yet validated)."""
+    from locdistill.config_resolve import interpolate_env
+
     path = resolve_config_path(path).resolve()
     if path in _seen:
         raise ConfigError(f"config inheritance cycle: {' -> '.join(map(str, (*_seen, path)))}")
-    data = _read_yaml(path)
+    try:
+        data = interpolate_env(_read_yaml(path))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
@@ -335,76 +350,6 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     for base in bases:
         merged = _merge(merged, load_raw(path.parent / base, (*_seen, path)))
     return _merge(merged, data)
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert it (dataclasses, lists, tuples)."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{key}: {value!r} is not a valid {_type_name(tp)}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
-        return from_dict(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported schema type {tp}")
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys are errors naming the full key."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else key
-        if key not in names:
-            raise ConfigError(f"unknown config key '{full}' (valid keys here: {', '.join(sorted(names))})")
-        kwargs[key] = _convert(value, hints[key], full)
-    return cls(**kwargs)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -437,15 +382,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`."""
+    """Load, merge ``_base_`` files, apply ``--set`` overrides and validate into a :class:`Config`;
+    then expand ``${oc.env:...}``, ``data.ultralytics`` and relative paths (see
+    :mod:`locdistill.config_resolve`)."""
+    from locdistill.config_resolve import expand_ultralytics, interpolate_env, resolve_relative_paths
+
     resolved = resolve_config_path(path)
     raw = load_raw(resolved)
-    if overrides:
-        raw = apply_overrides(_deep_copy(raw), overrides)
     try:
+        if overrides:
+            raw = apply_overrides(_deep_copy(raw), interpolate_env(list(overrides), "--set"))
+        expand_ultralytics(raw, resolved, overrides or [])
         cfg: Config = from_dict(Config, raw)
     except ConfigError as e:
         raise ConfigError(f"{resolved}: {e}") from None
+    resolve_relative_paths(cfg, resolved.parent)
     cfg.source = str(resolved)
     return cfg
 

@@ -25,20 +25,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import Tensor
 
 from locdistill.config import Config, load_config
 from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import HeadOutputs
-from locdistill.ops.box_ops import box_centers
 
-log = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-SIDES = ("left", "top", "right", "bottom")
 
 QUICK_OVERRIDES = [
     "data.train.num_images=16",
@@ -122,9 +117,14 @@ def format_table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -
     head = f"{'model':<20}" + "".join(f"{m:>7}" for m in METRICS) + f"{'train s':>9}"
     lines = [head, "-" * len(head)]
     for name, metrics in rows.items():
-        cells = "".join(f"{100 * metrics.get(m, float('nan')):7.1f}" for m in METRICS)
+        cells = "".join(_percent(metrics.get(m, float("nan"))) for m in METRICS)
         lines.append(f"{name:<20}{cells}{seconds.get(name, float('nan')):9.0f}")
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    """A metric in percent, 7 wide; ``n/a`` for pycocotools' ``-1`` (no object in that size range)."""
+    return f"{'n/a':>7}" if value < 0 else f"{100 * value:7.1f}"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -155,12 +155,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     figures = []
     try:
-        figures.append(
-            plot_loss_curves({s.name: s.work_dir / "metrics.jsonl" for s in stages}, out / "loss_curves.png")
-        )
+        from locdistill.analysis.curves import plot_runs
+
+        names = [s.name for s in stages]
+        figures.append(plot_runs([s.work_dir for s in stages], out / "loss_curves.png", names))
         figures.append(plot_edge_distributions(models, stages[1].cfg, out / "edge_distributions.png"))
     except ImportError as e:  # matplotlib is a dependency; a broken install still gets the table
-        log.warning("plots skipped: %s", e)
+        logger.warning("plots skipped: %s", e)
     result = {
         "metrics": rows,
         "ld_minus_baseline": gains.get("LD student"),
@@ -186,76 +187,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- plots
-def _read_train_records(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in records if r.get("type") == "train"]
-
-
-def plot_loss_curves(metrics_files: dict[str, Path], path: Path) -> Path:
-    """Total loss and the box losses (GIoU, DFL) against the iteration, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [
-        ("loss", "total loss"),
-        ("loss_bbox", "GIoU loss"),
-        ("loss_dfl", "DFL loss"),
-        ("loss_ld", "distillation losses"),
-    ]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
-    for name, file in metrics_files.items():
-        records = _read_train_records(file)
-        steps = [r["global_iter"] for r in records]
-        for ax, (key, title) in zip(axes, keys):
-            if key == "loss_ld":
-                names = ("loss_ld", "loss_ld_vlr", "loss_kd", "loss_crosskd_cls", "loss_crosskd_reg")
-                terms = [k for k in names if records and k in records[0]]
-                for term in terms:
-                    ax.plot(steps, [r[term] for r in records], label=f"{name}: {term}")
-            elif records and key in records[0]:
-                ax.plot(steps, [r[key] for r in records], label=name)
-            ax.set_title(title)
-            ax.set_xlabel("iteration")
-    for ax in axes:
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def flat_box_logits(outputs: HeadOutputs) -> Tensor:
-    """``[B, 4*(reg_max+1), A]`` edge-distribution logits, levels concatenated in anchor order."""
-    return torch.cat([p.flatten(2) for p in outputs.bbox_preds], dim=2)
-
-
 def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num_objects: int = 3) -> Path:
-    """For a few validation objects: the image crop with the box, then the distribution of each edge
-    (left, top, right, bottom; in stride units) by teacher, baseline and LD student at the positive
-    anchor nearest the object's centre, with the ground-truth distance marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """:func:`locdistill.analysis.edges.plot_edge_distributions` on the first validation batch: for a
+    few objects, the four edge distributions of teacher, baseline and LD student with the ground truth."""
+    from locdistill.analysis.edges import plot_edge_distributions as draw
     from locdistill.data import build_dataset, build_test_loader
 
     student = models["baseline student"]
     dataset = build_dataset(cfg.data.val, cfg.data, train=False, mean=student.mean, std=student.std)
     batch = next(iter(build_test_loader(dataset, min(4, len(dataset)), 0, False)))
-    with torch.inference_mode():
-        outputs = {name: model(batch.images) for name, model in models.items()}
-    targets = student.get_targets(outputs["baseline student"], batch.targets, batch.metas)
-    logits = {name: flat_box_logits(out) for name, out in outputs.items()}
-    picks = _pick_objects(targets, batch.targets, num_objects)
-    fig, axes = plt.subplots(len(picks), 5, figsize=(15, 2.6 * max(len(picks), 1)), squeeze=False)
-    mean = torch.tensor(student.mean)[:, None, None]
-    std = torch.tensor(student.std)[:, None, None]
     colors = {
         "teacher": "tab:green",
         "baseline student": "tab:gray",
@@ -263,60 +203,5 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
         "CrossKD student": "tab:blue",
         "CrossKD+LD student": "tab:purple",
     }
-    for row, (b, g, a) in enumerate(picks):
-        box = batch.targets[b].boxes[g]
-        centre = box_centers(targets.anchors[a])
-        stride = float(targets.anchor_strides[a])
-        gt_dist = (
-            torch.stack([centre[0] - box[0], centre[1] - box[1], box[2] - centre[0], box[3] - centre[1]])
-            / stride
-        )
-        image = (batch.images[b] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-        x1, y1, x2, y2 = box.tolist()
-        pad = 0.3 * max(x2 - x1, y2 - y1) + 4
-        ax = axes[row, 0]
-        ax.imshow(image)
-        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="yellow", lw=1.5))
-        ax.plot([float(centre[0])], [float(centre[1])], "c+")
-        ax.set_xlim(max(x1 - pad, 0), min(x2 + pad, image.shape[1]))
-        ax.set_ylim(min(y2 + pad, image.shape[0]), max(y1 - pad, 0))
-        ax.set_title(
-            f"{dataset.class_names[int(batch.targets[b].labels[g])]} (stride {int(stride)})", fontsize=9
-        )
-        ax.axis("off")
-        bins = torch.arange(student.reg_max + 1)
-        for side in range(4):
-            ax = axes[row, side + 1]
-            for name, flat in logits.items():
-                prob = flat[b, :, a].reshape(4, -1).softmax(dim=-1)
-                ax.plot(bins, prob[side], marker=".", label=name, color=colors.get(name))
-            ax.axvline(float(gt_dist[side]), color="black", ls="--", lw=1, label="ground truth")
-            ax.set_title(f"{SIDES[side]} edge", fontsize=9)
-            ax.set_xlabel("distance (strides)", fontsize=8)
-    if picks:
-        axes[0, -1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _pick_objects(targets: Any, gts: list[Any], num: int) -> list[tuple[int, int, int]]:
-    """Up to ``num`` ``(image, gt, anchor)`` triples, spread over object sizes: for each chosen GT the
-    ATSS positive anchor nearest its centre."""
-    candidates = []
-    for b, t in enumerate(gts):
-        for g in range(len(t)):
-            anchors = (targets.gt_index[b] == g).nonzero().flatten()
-            if len(anchors) == 0:
-                continue
-            box = t.boxes[g]
-            distance = (box_centers(targets.anchors[anchors]) - box_centers(box)).pow(2).sum(1)
-            best = anchors[distance.argmin()]
-            area = float((box[2] - box[0]) * (box[3] - box[1]))
-            candidates.append((area, b, g, int(best)))
-    candidates.sort()
-    if len(candidates) <= num:
-        return [(b, g, a) for _, b, g, a in candidates]
-    step = (len(candidates) - 1) / max(num - 1, 1)
-    return [candidates[round(i * step)][1:] for i in range(num)]
+    normalization = (student.mean, student.std)
+    return draw(models, batch, normalization, dataset.class_names, path, num_objects, colors)

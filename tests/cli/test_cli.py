@@ -4,6 +4,7 @@ bccd with the VOC metric)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -149,6 +150,28 @@ def test_coco128_train_test_convert_predict(
     ev.summarize()
     assert printed == [f"{v:0.3f}" for v in ev.stats]
     assert any(float(v) > 0 for v in printed)  # not a trivial all-zero comparison
+    # the per-class table (AP, AP50, AP75 per class; n/a for the classes absent from these 25 images)
+    rows = re.findall(r"^\| (\S[^|]*?) +\| (\d+) +\| (\S+) +\| (\S+) +\| (\S+) +\|$", out, flags=re.M)
+    assert len(rows) == 80 and rows[0][0] == "person"
+    present = [float(r[2]) for r in rows if int(r[1]) > 0]
+    assert all(r[2] == "n/a" for r in rows if int(r[1]) == 0)
+    assert len(present) == 30  # coco128's README: 30 classes in the validation split
+    assert abs(sum(present) / len(present) - ev.stats[0]) < 0.0015  # rounded to 3 decimals per class
+
+    # the faster-coco-eval backend prints the same table
+    if importlib.util.find_spec("faster_coco_eval") is not None:
+        capsys.readouterr()
+        args = [
+            "test",
+            config,
+            str(work / "latest.pth"),
+            "--coco-backend",
+            "faster_coco_eval",
+            "--set",
+            *TINY,
+        ]
+        assert main(args) == 0
+        assert capsys.readouterr().out.strip() == out.split("detections written to")[0].strip()
 
     # --format-only (test-dev style): the same results file, no evaluation
     only = tmp_path / "dets_only.json"
@@ -225,6 +248,8 @@ def test_bccd_train_and_test_with_the_voc_metric(
         assert re.search(rf"^\| {name} ", out, flags=re.M), out
     printed_ap = float(re.search(r"^AP:\s+(\S+)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
     printed_map = re.search(r"^\| mAP .*\| (\d\.\d{3}) \|$", out, flags=re.M).group(1)  # type: ignore[union-attr]
+    seed_line = out.splitlines()[-2]  # the seed's last line, then "detections written to ..."
+    assert re.fullmatch(r"\{'mAP': \d\.\d+(e-\d+)?\}", seed_line), seed_line
 
     # the written detections, scored again from the file, give the printed numbers
     cfg = load_config(config, TINY)
@@ -251,6 +276,7 @@ def test_bccd_train_and_test_with_the_voc_metric(
     result = voc.evaluate()
     assert result["AP"] == pytest.approx(printed_ap, rel=1e-6, abs=1e-9)
     assert f"{result['AP50']:.3f}" == printed_map
+    assert seed_line == str({"mAP": result["mAP"]})
 
 
 def test_malformed_set_value_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

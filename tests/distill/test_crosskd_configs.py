@@ -9,7 +9,7 @@ import pytest
 
 from locdistill.config import load_config
 from locdistill.distill.crosskd import CrossKD
-from locdistill.distill.distiller import resolve_teacher_config
+from locdistill.engine.teacher import resolve_teacher_config
 from locdistill.models.gfl import build_gfl
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "src/locdistill/configs").rglob("*crosskd*.yaml"))

@@ -109,3 +109,45 @@ def test_teacher_with_other_normalisation_sees_its_own_inputs() -> None:
 def test_official_mode_warns_above_three_images_per_gpu() -> None:
     with pytest.warns(UserWarning, match="at most 3"):
         Distiller(tiny_gfl(0), tiny_gfl(1), ld_config(), images_per_gpu=4)
+
+
+def test_assignment_and_positives_are_computed_once_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    import locdistill.models.gfl as gfl_module
+    import locdistill.models.gfl_loss as gfl_loss_module
+
+    calls = {"assign": 0, "positives": 0}
+    real_assign, real_positives = gfl_module.GFL.assign, gfl_loss_module.positive_samples
+
+    def counting_assign(self, *args, **kwargs):
+        calls["assign"] += 1
+        return real_assign(self, *args, **kwargs)
+
+    def counting_positives(*args, **kwargs):
+        calls["positives"] += 1
+        return real_positives(*args, **kwargs)
+
+    monkeypatch.setattr(gfl_module.GFL, "assign", counting_assign)
+    monkeypatch.setattr(gfl_module, "positive_samples", counting_positives)
+    monkeypatch.setattr(gfl_loss_module, "positive_samples", counting_positives)
+    module = Distiller(tiny_gfl(0), tiny_gfl(1), ld_config())
+    batch = make_batch()
+    losses = module(batch)
+    assert calls == {"assign": 1, "positives": 1}
+    # the shared positives give exactly the student's own GFL losses
+    student = module.student
+    alone = student.loss(student(batch.images), batch.targets, batch.metas)
+    for key in ("loss_cls", "loss_bbox", "loss_dfl"):
+        assert torch.equal(losses[key], alone[key]), key
+
+
+def test_head_outputs_float_and_clone() -> None:
+    from locdistill.models.gfl_head import HeadOutputs
+
+    half = HeadOutputs([torch.ones(1, 2, 3, 3, dtype=torch.float16)], [torch.zeros(1, 4, 3, 3)])
+    out = half.float()
+    assert all(t.dtype == torch.float32 for t in [*out.cls_scores, *out.bbox_preds])
+    assert out.bbox_preds[0] is half.bbox_preds[0]  # float32 stays as it is, no copy
+    copy = half.clone()
+    assert copy.bbox_preds[0] is not half.bbox_preds[0] and torch.equal(
+        copy.bbox_preds[0], half.bbox_preds[0]
+    )

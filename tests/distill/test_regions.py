@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from locdistill.distill.regions import vlr_region
+from locdistill.models.assignment import build_assignment
 from locdistill.models.priors import multi_level_anchors
-from locdistill.models.targets import build_targets
 from locdistill.ops.diou import anchor_gt_diou
 from locdistill.structures import ImageMeta, Targets
 
@@ -18,12 +18,12 @@ def test_vlr_membership_and_weights_on_hand_case() -> None:
     anchors = multi_level_anchors(sizes, strides)
     gt = Targets(torch.tensor([[32.0, 32.0, 96.0, 96.0]]), torch.tensor([0]))
     meta = ImageMeta(0, "x", (128, 128), (128, 128), (128, 128))
-    t = build_targets(anchors, sizes, strides, [gt], [meta], num_classes=1)
-    alpha = t.assign[0].iou_thr_per_gt[0]
+    t = build_assignment(anchors, sizes, strides, [gt], [meta], num_classes=1)
+    alpha = t.per_image[0].iou_thr_per_gt[0]
     for mode in ("official", "true"):
         region = vlr_region(t, [gt], 0.25, mode)[0]
         diou = anchor_gt_diou(anchors[0], gt.boxes, mode)[:, 0]
-        iou = t.assign[0].overlaps[:, 0]
+        iou = t.per_image[0].overlaps[:, 0]
         # membership by a direct per-anchor check
         for a in range(anchors[0].shape[0]):
             inside = bool(0.25 * alpha <= diou[a] < alpha)
@@ -43,11 +43,11 @@ def test_vlr_anchor_in_two_regions_goes_to_highest_iou() -> None:
     anchors = multi_level_anchors(sizes, strides)
     gt = Targets(torch.tensor([[20.0, 20.0, 80.0, 80.0], [30.0, 30.0, 100.0, 90.0]]), torch.tensor([0, 0]))
     meta = ImageMeta(0, "x", (128, 128), (128, 128), (128, 128))
-    t = build_targets(anchors, sizes, strides, [gt], [meta], num_classes=1)
+    t = build_assignment(anchors, sizes, strides, [gt], [meta], num_classes=1)
     region = vlr_region(t, [gt], 0.25, "true")[0]
-    alpha = t.assign[0].iou_thr_per_gt
+    alpha = t.per_image[0].iou_thr_per_gt
     diou = anchor_gt_diou(anchors[0], gt.boxes, "true")
-    iou = t.assign[0].overlaps
+    iou = t.per_image[0].overlaps
     member = (diou >= 0.25 * alpha) & (diou < alpha)
     both = member.all(dim=1).nonzero().flatten()
     assert both.numel() > 0

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from locdistill.config import Config, CrossKDConfig, DistillConfig, LDTermConfig, VLRConfig
-from locdistill.distill.distiller import Distiller, build_teacher_cache
-from locdistill.distill.teacher_cache import MANIFEST, TeacherCache, fingerprint
+from locdistill.distill.distiller import Distiller
+from locdistill.distill.teacher_cache import MANIFEST, TeacherCache, build_teacher_cache, fingerprint
 
 from .helpers import make_batch, sub_batch, tiny_gfl
 
@@ -101,11 +101,10 @@ def test_needed_anchors_store_less_than_all(tmp_path: Path) -> None:
             module(make_batch(num_images=1))
         (path,) = list((tmp_path / anchors).rglob("*.pt"))
         sizes[anchors] = torch.load(path, weights_only=True)["reg"].shape[0]
-    targets = module.student.get_targets(
-        module.student(make_batch(1).images), make_batch(1).targets, make_batch(1).metas
-    )
-    assert sizes["all"] == targets.anchors.shape[0]
-    assert sizes["needed"] == int(module.cache.needed_anchors(targets, make_batch(1).targets).sum())
+    batch = make_batch(1)
+    assignment = module.student.assign(module.student(batch.images), batch.targets, batch.metas)
+    assert sizes["all"] == assignment.anchors.shape[0]
+    assert sizes["needed"] == int(module.cache.needed_anchors(assignment, batch.targets).sum())
     assert sizes["needed"] < sizes["all"]
 
 

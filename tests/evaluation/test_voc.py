@@ -239,6 +239,7 @@ def test_voc_table_reproduces_the_seed_layout() -> None:
         "['AP50: 0.759393', 'AP55: 0.744544', 'AP60: 0.724239', 'AP65: 0.693551', 'AP70: 0.639848', "
         "'AP75: 0.576284', 'AP80: 0.489098', 'AP85: 0.378586', 'AP90: 0.226534', 'AP95: 0.068834']"
     )
+    assert lines[12] == "{'mAP': 0.759393}" and len(lines) == 13  # the seed's last line (mAP = AP50)
     # the default table is the IoU 0.5 one
     assert format_voc_table(result).splitlines()[8].endswith("| 0.759 |")
 

@@ -47,7 +47,7 @@ def _mean_positive_iou(model, batch) -> float:
 
     with torch.no_grad():
         out = model(batch.images)
-        t = model.get_targets(out, batch.targets, batch.metas)
+        t = model.assign(out, batch.targets, batch.metas)
         pos = positive_samples(
             flatten_levels(out.cls_scores), flatten_levels(out.bbox_preds), t, model.integral
         )

@@ -10,14 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from locdistill.config import Config
 
 
 class CommandUnavailable(RuntimeError):
     """A sub-command whose implementation module is not installed."""
 
 
-def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
+def _work_dir(args: argparse.Namespace, cfg: Config) -> Path:
     if args.work_dir is not None:
         return Path(args.work_dir)
     if cfg.work_dir:
@@ -27,10 +30,16 @@ def _work_dir(args: argparse.Namespace, cfg: Any) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
+    from locdistill.config_resolve import set_data_root
     from locdistill.engine.distributed import cleanup_distributed, is_main_process
+    from locdistill.engine.tensorboard import require_tensorboard
     from locdistill.engine.train import train
 
     cfg = load_config(args.config, args.set)
+    set_data_root(cfg, args.data_root)
+    cfg.train.tensorboard = cfg.train.tensorboard or args.tensorboard
+    if cfg.train.tensorboard:
+        require_tensorboard()
     try:
         final = train(cfg, _work_dir(args, cfg), resume=args.resume)
         main_process = is_main_process()
@@ -59,11 +68,15 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
+    from locdistill.config_resolve import set_data_root
     from locdistill.engine.distributed import cleanup_distributed, init_distributed
     from locdistill.engine.evaluate import evaluate_checkpoint
     from locdistill.engine.logger import setup_logger
 
     cfg = load_config(args.config, args.set)
+    set_data_root(cfg, args.data_root)
+    if args.coco_backend is not None:
+        cfg.evaluation.coco_backend = args.coco_backend
     if args.format_only and args.out is None:
         raise ValueError("--format-only needs --out FILE (the detections are all it produces)")
     rank, _, _ = init_distributed()
@@ -165,3 +178,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     return int(_delegate("locdistill.export", "run_export")(args) or 0)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.analyze", "run_analyze")(args) or 0)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.curves", "run_plot")(args) or 0)
+
+
+def cmd_inspect_data(args: argparse.Namespace) -> int:
+    return int(_delegate("locdistill.analysis.inspect_data", "run_inspect_data")(args) or 0)

@@ -9,11 +9,14 @@ from collections.abc import Callable, Sequence
 
 from locdistill.cli.commands import (
     CommandUnavailable,
+    cmd_analyze,
     cmd_benchmark,
     cmd_chain,
     cmd_convert,
     cmd_demo,
     cmd_export,
+    cmd_inspect_data,
+    cmd_plot,
     cmd_predict,
     cmd_test,
     cmd_train,
@@ -29,6 +32,9 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "demo": cmd_demo,
     "benchmark": cmd_benchmark,
     "export": cmd_export,
+    "analyze": cmd_analyze,
+    "plot": cmd_plot,
+    "inspect-data": cmd_inspect_data,
 }
 
 

@@ -27,6 +27,9 @@ examples:
   locdistill convert work_dirs/NAME/latest.pth student.safetensors
   locdistill convert mmdet_ld_r101_r18.pth student.pth --from-mmdet
   locdistill benchmark CONFIG CKPT --num-images 200
+  locdistill analyze teacher.pth student.pth baseline.pth --data CONFIG --out analysis/
+  locdistill plot work_dirs/baseline work_dirs/ld --out curves.png
+  locdistill inspect-data CONFIG --out data_check/
 """
 
 
@@ -40,6 +43,14 @@ def _add_set(p: argparse.ArgumentParser) -> None:
         default=[],
         help="override config values, typed by the schema (e.g. train.epochs=3 data.images_per_gpu=4 "
         "data.train.root=/data/coco); may be repeated",
+    )
+
+
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="read every split (data.train/val/test.root) from DIR; ann_file and img_dir stay relative to it",
     )
 
 
@@ -69,6 +80,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given",
     )
+    p.add_argument(
+        "--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard (train.tensorboard=true)"
+    )
+    _add_data_root(p)
     _add_set(p)
 
 
@@ -99,6 +114,12 @@ def add_test_arguments(p: argparse.ArgumentParser) -> None:
         default="test",
         help="data.test (falls back to data.val when the config has none) or data.val",
     )
+    p.add_argument(
+        "--coco-backend",
+        choices=["pycocotools", "faster_coco_eval"],
+        help="what computes the COCO metric (default: the config's evaluation.coco_backend)",
+    )
+    _add_data_root(p)
     _add_set(p)
 
 
@@ -155,6 +176,38 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output file")
     p.add_argument("--with-nms", action="store_true", help="include post-processing and NMS in the graph")
     _add_img_size(p)
+    _add_set(p)
+
+
+def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("teacher", help="teacher checkpoint (built from the config stored in it)")
+    p.add_argument("student", help="student checkpoint, e.g. the LD student")
+    p.add_argument("baseline", nargs="?", help="optional second student, e.g. the model trained without LD")
+    p.add_argument("--data", required=True, metavar="CONFIG", help="config whose validation split is used")
+    p.add_argument("--out", type=Path, default=Path("analysis"), help="output folder (default analysis)")
+    p.add_argument("--num-images", type=int, default=0, help="images evenly spread over the split (0: all)")
+    p.add_argument("--split", choices=["val", "test"], default="val", help="data.val (default) or data.test")
+    p.add_argument("--num-objects", type=int, default=4, help="objects in edge_distributions.png (default 4)")
+    p.add_argument(
+        "--names", nargs="+", metavar="NAME", help="names of the models (default: teacher student baseline)"
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    _add_data_root(p)
+    _add_set(p)
+
+
+def add_plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("work_dirs", nargs="+", type=Path, metavar="WORK_DIR", help="training work dirs")
+    p.add_argument(
+        "--out", type=Path, help="output PNG (default curves.png, which is never overwritten unless named)"
+    )
+
+
+def add_inspect_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="config file or shipped config name")
+    p.add_argument("--out", type=Path, help="folder for stats.json, plots and images with their boxes drawn")
+    p.add_argument("--num-images", type=int, default=4, help="images drawn per split (default 4)")
+    _add_data_root(p)
     _add_set(p)
 
 
@@ -231,6 +284,27 @@ SUBCOMMANDS: list[Subcommand] = [
         "export the detector (e.g. ONNX)",
         "",
         add_export_arguments,
+    ),
+    Subcommand(
+        "analyze",
+        "teacher vs students on a validation set: edge distributions and errors, KL per FPN level, AP "
+        "by IoU; report.md + report.json",
+        "the models are built from the configs stored in their checkpoints and must share strides,\n"
+        "anchors, reg_max and classes with the teacher. OUT receives report.md, report.json and PNGs.\n"
+        "example:\n  locdistill analyze teacher.pth ld.pth baseline.pth --data CONFIG --out analysis/",
+        add_analyze_arguments,
+    ),
+    Subcommand(
+        "plot",
+        "losses, lr and validation AP over iterations of one or more work dirs",
+        "example:\n  locdistill plot work_dirs/baseline work_dirs/ld --out curves.png",
+        add_plot_arguments,
+    ),
+    Subcommand(
+        "inspect-data",
+        "class counts and box sizes per split; ground-truth boxes drawn on a few images",
+        "example:\n  locdistill inspect-data configs/gfl/gfl_r18_fpn_bccd.yaml --out data_check/",
+        add_inspect_data_arguments,
     ),
 ]
 

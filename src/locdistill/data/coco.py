@@ -19,10 +19,13 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.dataset import DatasetOptions, DetectionDataset
 from locdistill.data.records import DataFormatError, IssueLog, make_record
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +85,7 @@ class CocoDataset(DetectionDataset):
         *,
         image_paths: Sequence[Path] | None = None,
         classes: Sequence[str] | None = None,
-        transform: Transform | None = None,
-        skip_bad: bool = False,
-        filter_empty_gt: bool = False,
-        min_size: int = 0,
+        **options: Unpack[DatasetOptions],
     ) -> None:
         self.ann_file = Path(ann_file)
         data = load_coco_json(self.ann_file)
@@ -197,10 +197,7 @@ class CocoDataset(DetectionDataset):
             [cats[c] for c in ids],
             source=src,
             category_ids=ids,
-            transform=transform,
-            skip_bad=skip_bad,
-            filter_empty_gt=filter_empty_gt,
-            min_size=min_size,
+            **options,
             issues=issues,
         )
         self._coco_dict: dict[str, Any] | None = None

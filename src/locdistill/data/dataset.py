@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -41,6 +41,16 @@ Sample = tuple[Tensor, Targets, ImageMeta]
 
 Transform = Callable[[Tensor, Targets, ImageMeta], Sample]
 """``(uint8 image [3,H,W], targets, meta) -> (float image [3,h,w], targets, meta)``."""
+
+
+class DatasetOptions(TypedDict, total=False):
+    """The keyword options every dataset (COCO, VOC, YOLO, synthetic) hands on to
+    :class:`DetectionDataset`; see its arguments."""
+
+    transform: Transform | None
+    skip_bad: bool
+    filter_empty_gt: bool
+    min_size: int
 
 
 class DetectionDataset(Dataset[Sample]):

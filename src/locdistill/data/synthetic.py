@@ -19,13 +19,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.dataset import DatasetOptions, DetectionDataset
 from locdistill.data.records import ImageRecord
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SHAPE_CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross", "ring")
 
@@ -233,11 +237,8 @@ class SyntheticDataset(DetectionDataset):
         seed: int = 0,
         *,
         train: bool = True,
-        transform: Transform | None = None,
         root: str | Path = "synthetic",
-        skip_bad: bool = False,
-        filter_empty_gt: bool = False,
-        min_size: int = 0,
+        **options: Unpack[DatasetOptions],
     ) -> None:
         if num_images <= 0:
             raise ValueError(f"synthetic dataset: num_images must be positive, got {num_images}")
@@ -266,10 +267,7 @@ class SyntheticDataset(DetectionDataset):
             records,
             SHAPE_CLASSES,
             source=f"synthetic(seed={seed}, split={split_name})",
-            transform=transform,
-            skip_bad=skip_bad,
-            filter_empty_gt=filter_empty_gt,
-            min_size=min_size,
+            **options,
         )
         self._scene_of = {r.image_id: i for i, r in enumerate(self.records)}
 

@@ -19,11 +19,15 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.dataset import DatasetOptions, DetectionDataset
 from locdistill.data.image_io import BadImageError, read_image_size
 from locdistill.data.list_files import read_list_file
 from locdistill.data.records import DataFormatError, ImageRecord, IssueLog, make_record
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +122,10 @@ class VOCDataset(DetectionDataset):
         voc_roots: str | Path | Sequence[str | Path] | None = None,
         *,
         classes: Sequence[str] = VOC_CLASSES,
-        transform: Transform | None = None,
-        skip_bad: bool = False,
-        filter_empty_gt: bool = False,
-        min_size: int = 0,
         img_subdir: str = "JPEGImages",
         ann_subdir: str = "Annotations",
         img_ext: str = ".jpg",
+        **options: Unpack[DatasetOptions],
     ) -> None:
         lists = [Path(ann_files)] if isinstance(ann_files, (str, Path)) else [Path(p) for p in ann_files]
         if voc_roots is None:
@@ -152,7 +153,7 @@ class VOCDataset(DetectionDataset):
                     try:
                         size = read_image_size(img_path)
                     except BadImageError as e:
-                        if not skip_bad:
+                        if not options.get("skip_bad", False):
                             raise BadImageError(f"{xml_path} has no <size> and {e}") from None
                         logger.warning("%s: leaving out image %s: %s", source, img_id, e)
                         skipped += 1
@@ -176,10 +177,7 @@ class VOCDataset(DetectionDataset):
             records,
             classes,
             source=source,
-            transform=transform,
-            skip_bad=skip_bad,
-            filter_empty_gt=filter_empty_gt,
-            min_size=min_size,
+            **options,
             issues=issues,
             num_skipped=skipped,
         )

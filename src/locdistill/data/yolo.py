@@ -17,13 +17,17 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from locdistill.data.dataset import DetectionDataset, Transform
+from locdistill.data.dataset import DatasetOptions, DetectionDataset
 from locdistill.data.image_io import BadImageError, read_image_size
 from locdistill.data.list_files import read_list_file, resolve_listed_path
 from locdistill.data.records import DataFormatError, ImageRecord, IssueLog, make_record
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +124,7 @@ class YoloDataset(DetectionDataset):
         *,
         classes: Sequence[str] | None = None,
         classes_file: str | Path | None = None,
-        transform: Transform | None = None,
-        skip_bad: bool = False,
-        filter_empty_gt: bool = False,
-        min_size: int = 0,
+        **options: Unpack[DatasetOptions],
     ) -> None:
         images = Path(images)
         root_path = Path(root) if root is not None else (images if images.is_dir() else images.parent)
@@ -138,7 +139,7 @@ class YoloDataset(DetectionDataset):
             try:
                 height, width = read_image_size(path)
             except BadImageError as e:
-                if not skip_bad:
+                if not options.get("skip_bad", False):
                     raise
                 logger.warning("%s: leaving out an unreadable image: %s", source, e)
                 skipped += 1
@@ -158,10 +159,7 @@ class YoloDataset(DetectionDataset):
             records,
             names,
             source=source,
-            transform=transform,
-            skip_bad=skip_bad,
-            filter_empty_gt=filter_empty_gt,
-            min_size=min_size,
+            **options,
             issues=issues,
             num_skipped=skipped,
         )

@@ -31,11 +31,11 @@ from locdistill.distill.crosskd_loss import (
     crosskd_reg_loss,
     teacher_box_weights,
 )
+from locdistill.models.assignment import Assignment
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import GFLHead, HeadOutputs, TowerFeatures
 from locdistill.models.gfl_loss import flatten_levels
 from locdistill.models.integral import Integral
-from locdistill.models.targets import GFLTargets
 from locdistill.ops.box_ops import box_centers
 from locdistill.utils.dist import reduce_mean
 
@@ -90,10 +90,7 @@ def run_teacher(teacher: GFL, images: Tensor, hold_depth: int | None = None) -> 
     too. The outputs are cloned out of inference mode as float32, usable as constant targets.
     """
     result = _teacher_forward(teacher, images, hold_depth)
-    out = result.outputs
-    outputs = HeadOutputs(
-        [c.clone().float() for c in out.cls_scores], [r.clone().float() for r in out.bbox_preds]
-    )
+    outputs = result.outputs.clone().float()
     sums = None if result.hold_sums is None else [s.clone() for s in result.hold_sums]
     return TeacherResult(outputs, sums)
 
@@ -182,25 +179,25 @@ class CrossKD(nn.Module):
             cls_feats.append(align_scale(self.cls_adapter(c), mean[0], std[0]))
             reg_feats.append(align_scale(self.reg_adapter(r), mean[1], std[1]))
         out = teacher_head.forward_from(TowerFeatures(cls_feats, reg_feats, self.teacher_layer))
-        return HeadOutputs([c.float() for c in out.cls_scores], [r.float() for r in out.bbox_preds])
+        return out.float()
 
     def losses(
-        self, cross: HeadOutputs, teacher: HeadOutputs, targets: GFLTargets, integral: Integral
+        self, cross: HeadOutputs, teacher: HeadOutputs, assignment: Assignment, integral: Integral
     ) -> dict[str, Tensor]:
         """``loss_crosskd_cls``, ``loss_crosskd_reg`` and (``bbox_weight`` > 0) ``loss_crosskd_bbox``."""
         cfg = self.cfg
         x_cls, x_reg = flatten_levels(cross.cls_scores), flatten_levels(cross.bbox_preds)
         t_cls, t_reg = flatten_levels(teacher.cls_scores), flatten_levels(teacher.bbox_preds)
-        avg_factor = reduce_mean(targets.num_total_pos.to(x_cls.dtype))
-        weights = teacher_box_weights(t_cls, targets.label_weights)
+        avg_factor = reduce_mean(assignment.num_total_pos.to(x_cls.dtype))
+        weights = teacher_box_weights(t_cls, assignment.label_weights)
         out = {
             "loss_crosskd_cls": crosskd_cls_loss(
-                x_cls, t_cls, targets.label_weights, avg_factor, cfg.cls_beta, cfg.cls_weight
+                x_cls, t_cls, assignment.label_weights, avg_factor, cfg.cls_beta, cfg.cls_weight
             ),
             "loss_crosskd_reg": crosskd_reg_loss(x_reg, t_reg, weights, cfg.reg_temperature, cfg.reg_weight),
         }
         if cfg.bbox_weight > 0:
-            centers = box_centers(targets.anchors) / targets.anchor_strides[:, None]
+            centers = box_centers(assignment.anchors) / assignment.anchor_strides[:, None]
             out["loss_crosskd_bbox"] = crosskd_bbox_loss(
                 x_reg, t_reg, weights, centers, integral, cfg.bbox_weight
             )

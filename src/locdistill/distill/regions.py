@@ -12,13 +12,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from locdistill.models.targets import GFLTargets
+from locdistill.models.assignment import Assignment
 from locdistill.ops.diou import anchor_gt_diou
 from locdistill.structures import Targets
 
 
 def vlr_region(
-    gfl_targets: GFLTargets,
+    assignment: Assignment,
     targets: list[Targets],
     alpha_low: float = 0.25,
     mode: Literal["official", "true"] = "official",
@@ -26,7 +26,7 @@ def vlr_region(
     """VLR weights for a batch.
 
     Args:
-        gfl_targets: the student's ATSS targets (anchors, validity, per-GT thresholds).
+        assignment: the student's ATSS assignment (anchors, validity, per-GT thresholds).
         targets: the batch's GTs (pixels).
         alpha_low: lower end of the band as a fraction of the GT's threshold.
         mode: which DIoU (see :func:`locdistill.ops.diou.anchor_gt_diou`).
@@ -35,12 +35,12 @@ def vlr_region(
         ``[B, A]`` float: the IoU with the chosen GT for VLR anchors, 0 elsewhere (also 0 at anchors
         outside the image's padded area).
     """
-    anchors = gfl_targets.anchors
-    out = anchors.new_zeros(gfl_targets.valid.shape)
-    for i, (tgt, assign) in enumerate(zip(targets, gfl_targets.assign)):
+    anchors = assignment.anchors
+    out = anchors.new_zeros(assignment.valid.shape)
+    for i, (tgt, assign) in enumerate(zip(targets, assignment.per_image)):
         if len(tgt) == 0:
             continue
-        valid_idx = gfl_targets.valid[i].nonzero().squeeze(1)
+        valid_idx = assignment.valid[i].nonzero().squeeze(1)
         a = anchors[valid_idx]
         gts = tgt.boxes.to(a)
         alpha = assign.iou_thr_per_gt[None, :]
@@ -53,6 +53,6 @@ def vlr_region(
     return out
 
 
-def main_region(gfl_targets: GFLTargets) -> Tensor:
+def main_region(assignment: Assignment) -> Tensor:
     """``[B, A]`` bool: the ATSS positives (where Main LD and Main KD act)."""
-    return gfl_targets.pos_mask
+    return assignment.pos_mask

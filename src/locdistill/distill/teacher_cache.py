@@ -36,11 +36,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from locdistill.distill.crosskd import TeacherResult
+from locdistill.config import Config
+from locdistill.distill.crosskd import TeacherResult, teacher_depth
 from locdistill.distill.regions import vlr_region
+from locdistill.models.assignment import Assignment
+from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.gfl_loss import flatten_levels
-from locdistill.models.targets import GFLTargets
 from locdistill.structures import Batch, ImageMeta, Targets
 from locdistill.utils.dist import get_rank, get_world_size, is_distributed
 
@@ -251,19 +253,19 @@ class TeacherCache:
             hold_sums = list(per_image.unbind(dim=1))
         return TeacherResult(outputs, hold_sums)
 
-    def needed_anchors(self, targets: GFLTargets, gts: list[Targets]) -> Tensor:
+    def needed_anchors(self, assignment: Assignment, gts: list[Targets]) -> Tensor:
         """``[B, A]`` bool: the positives, and the VLR anchors when VLR LD is on."""
-        needed = targets.pos_mask.clone()
+        needed = assignment.pos_mask.clone()
         if self.vlr is not None:
-            needed |= vlr_region(targets, gts, self.vlr[0], self.vlr[1]) > 0
+            needed |= vlr_region(assignment, gts, self.vlr[0], self.vlr[1]) > 0
         return needed
 
-    def after_targets(self, targets: GFLTargets, gts: list[Targets]) -> None:
+    def after_assignment(self, assignment: Assignment, gts: list[Targets]) -> None:
         """With ``needed`` anchors: store this step's misses at their needed anchors, and check that
         the entries read cover every anchor this step reads (they must, for the same image and GT)."""
         if self.anchors != "needed" or not (self._pending or self._hit_masks):
             return
-        needed = self.needed_anchors(targets, gts).cpu()
+        needed = self.needed_anchors(assignment, gts).cpu()
         for i, mask in self._hit_masks.items():
             if bool((needed[i] & ~mask).any()):
                 raise ValueError(
@@ -302,3 +304,36 @@ class TeacherCache:
             dist.all_reduce(counts)
         hits, misses = (float(v) for v in counts.cpu().tolist())
         return {"cache_hits": hits, "cache_misses": misses, "cache_hit_rate": hits / max(hits + misses, 1)}
+
+
+def build_teacher_cache(cfg: Config, student: GFL, teacher: GFL) -> TeacherCache | None:
+    """The ``distill.cache`` of a config (``None`` when unset); its settings name everything the
+    teacher's outputs depend on besides the per-image key."""
+    d = cfg.distill
+    if d is None or not d.cache:
+        return None
+    if d.cache_anchors == "needed" and d.crosskd.enabled:
+        raise ValueError(
+            "distill.cache_anchors=needed cannot serve CrossKD, which reads the teacher at every anchor; "
+            "set distill.cache_anchors=all"
+        )
+    train_data = cfg.data.train
+    settings = {
+        "teacher": fingerprint(teacher),
+        "teacher_mean_std": [list(teacher.mean), list(teacher.std)],
+        "input_mean_std": [list(student.mean), list(student.std)],
+        "data": {
+            "format": train_data.format,
+            "root": str(Path(train_data.root).resolve()),
+            "ann_file": train_data.ann_file,
+            "img_dir": train_data.img_dir,
+            "classes": list(train_data.classes),
+            "num_images": train_data.num_images,
+            "image_size": train_data.image_size,
+            "seed": train_data.seed,
+            "size_divisor": cfg.data.size_divisor,
+        },
+        "hold_depth": teacher_depth(d.crosskd) if d.crosskd.enabled else None,
+    }
+    vlr = (d.vlr_ld.alpha_low, d.vlr_ld.diou) if d.vlr_ld.enabled else None
+    return TeacherCache(d.cache, settings, d.cache_dtype, d.cache_anchors, vlr)

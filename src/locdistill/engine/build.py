@@ -12,8 +12,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from locdistill.config import Config
 from locdistill.data import build_dataset, build_test_loader, build_train_loader
-from locdistill.distill.distiller import build_distiller
-from locdistill.models.gfl import build_gfl
+from locdistill.distill.distiller import Distiller
+from locdistill.distill.teacher_cache import build_teacher_cache
+from locdistill.engine.teacher import build_teacher
+from locdistill.models.gfl import GFL, build_gfl
 from locdistill.structures import Batch
 
 logger = logging.getLogger(__name__)
@@ -44,13 +46,20 @@ def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn
     return model, DetectorLoss(model)
 
 
+def build_distiller(cfg: Config, student: GFL) -> Distiller:
+    """The training module for a config with a ``distill`` section: the teacher built and loaded by
+    :func:`~locdistill.engine.teacher.build_teacher`, handed to the Distiller with the teacher cache
+    (``distill.cache``) if there is one."""
+    assert cfg.distill is not None
+    teacher, digest = build_teacher(cfg)
+    cache = build_teacher_cache(cfg, student, teacher)
+    return Distiller(
+        student, teacher, cfg.distill, cfg.data.images_per_gpu, teacher_sha256=digest, cache=cache
+    )
+
+
 def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel:
-    """DDP over the student's parameters only: a teacher (no trainable parameters) is listed as ignored."""
-    teacher = getattr(module, "teacher", None)
-    if isinstance(teacher, nn.Module) and not hasattr(module, "_ddp_params_and_buffers_to_ignore"):
-        names = [f"teacher.{n}" for n, _ in teacher.named_parameters()]
-        names += [f"teacher.{n}" for n, _ in teacher.named_buffers()]
-        module._ddp_params_and_buffers_to_ignore = names  # type: ignore[assignment]
+    """DDP over the training module; a Distiller lists its teacher for DDP to ignore."""
     return DistributedDataParallel(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from locdistill.config import Config, dump_config, load_config
 from locdistill.engine.train import train
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def plan_chain(config_paths: list[str], overrides: list[str] | None = None) -> list[Config]:
@@ -44,7 +44,7 @@ def run_chain(
             assert cfg.distill is not None
             cfg.distill.teacher_config = str(previous[0])
             cfg.distill.teacher_checkpoint = str(previous[1])
-        log.info(
+        logger.info(
             "chain stage %d/%d: %s, teacher %s",
             k,
             len(stages),

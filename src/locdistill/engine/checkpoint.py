@@ -23,22 +23,27 @@ import json
 import logging
 import os
 import pickle
+import random
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from locdistill.config import Config
+from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
 from locdistill.models.weights import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
 from locdistill.utils.atomic_write import atomic_write
 from locdistill.weights_sniff import describe_unreadable
 
-if TYPE_CHECKING:
-    from locdistill.models.gfl import GFL
-
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -56,8 +61,6 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     (then only ``state["model"]`` is stored, with ``config`` and ``meta`` as JSON metadata)."""
     path = Path(path)
     if path.suffix == SAFETENSORS_SUFFIX:
-        from safetensors.torch import save_file
-
         tensors = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
         metadata = {"format": "pt"}
         for key in ("config", "meta"):
@@ -79,8 +82,6 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.replace(tmp, dst)
     except OSError:
         tmp.unlink(missing_ok=True)
-        import shutil
-
         _atomic_write(dst, lambda t: shutil.copyfile(src, t))
 
 
@@ -116,9 +117,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == SAFETENSORS_SUFFIX:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
         try:
             tensors = load_file(str(path), device=str(map_location))
             with safe_open(str(path), framework="pt") as f:
@@ -172,10 +170,6 @@ def load_checkpoint_any(path: str | Path) -> dict[str, Any]:
     except CheckpointError as refused:
         if "refusing to load" not in str(refused):
             raise
-        try:
-            from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
-        except ImportError:
-            raise refused from None
         try:
             obj = restricted_load(path)
         except Exception:
@@ -278,10 +272,6 @@ def strip_to_weights(ckpt: Mapping[str, Any], use_ema: bool = False) -> dict[str
 # ------------------------------------------------------------------------------------------- RNG
 def get_rng_state() -> dict[str, Any]:
     """All RNG states in ``weights_only``-loadable form (tensors, lists, ints, floats, str, None)."""
-    import random
-
-    import numpy as np
-
     py_version, py_state, py_gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
     state: dict[str, Any] = {
@@ -301,10 +291,6 @@ def get_rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore what :func:`get_rng_state` returned."""
-    import random
-
-    import numpy as np
-
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -315,13 +301,11 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def load_detector(
-    cfg: Any, checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = False
+    cfg: Config, checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = False
 ) -> tuple[GFL, dict[str, Any]]:
     """The GFL of ``cfg`` (a :class:`~locdistill.config.Config`) with the weights of ``checkpoint``
     (any format :func:`load_checkpoint_any` reads, mmdetection included), on ``device`` in eval mode,
     and the checkpoint's ``meta`` (``{}`` when it has none)."""
-    from locdistill.models.gfl import build_gfl
-
     cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
     model = build_gfl(cfg.model)
     ckpt = load_checkpoint_any(checkpoint)

@@ -71,9 +71,16 @@ def gather_detections(local: dict[int, Detections]) -> dict[int, Detections]:
 
 
 def score_detections(
-    dataset: Any, detections: dict[int, Detections], metric: str
+    dataset: Any,
+    detections: dict[int, Detections],
+    metric: str,
+    classwise: bool = False,
+    coco_backend: str = "pycocotools",
 ) -> tuple[dict[str, float], str, list[dict]]:
-    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth."""
+    """``(metrics, table, coco_results)`` of ``detections`` against ``dataset``'s ground truth.
+
+    ``classwise`` (COCO): the table ends with AP, AP50 and AP75 per class. ``coco_backend``:
+    ``pycocotools`` or ``faster_coco_eval`` (same numbers)."""
     if not hasattr(dataset, "image_ids") and hasattr(dataset, "dataset"):  # a RepeatDataset
         dataset = dataset.dataset
     image_ids = [int(i) for i in dataset.image_ids]
@@ -84,11 +91,15 @@ def score_detections(
         )
     empty = Detections(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
     if metric == "coco":
-        coco = CocoEvaluator(dataset.to_coco_dict(), dataset.category_ids)
+        gt = dataset.to_coco_dict()
+        coco = CocoEvaluator(gt, dataset.category_ids, backend=coco_backend)
         for image_id in image_ids:
             coco.add(image_id, detections.get(image_id, empty))
         metrics = coco.evaluate()
-        return {k: float(v) for k, v in metrics.items()}, format_coco_table(metrics), coco.results()
+        table = format_coco_table(metrics)
+        if classwise:
+            table += "\n\n" + _classwise_table(coco, gt, dataset)
+        return {k: float(v) for k, v in metrics.items()}, table, coco.results()
     if metric == "voc":
         voc = VOCEvaluator(dataset.class_names)
         for index, image_id in enumerate(image_ids):
@@ -99,6 +110,18 @@ def score_detections(
         result = voc.evaluate()
         return {k: float(v) for k, v in result.items()}, format_voc_table(result), []
     raise ValueError(f"unknown metric {metric!r} (expected 'coco' or 'voc')")
+
+
+def _classwise_table(coco: Any, gt: dict[str, Any], dataset: Any) -> str:
+    """AP, AP50, AP75 and the number of (non-crowd) ground-truth boxes per class of an evaluated run."""
+    from locdistill.evaluation import classwise_ap, format_classwise_table
+
+    counts = {c: 0 for c in dataset.category_ids}
+    for ann in gt["annotations"]:
+        if not ann.get("iscrowd", 0) and ann["category_id"] in counts:
+            counts[ann["category_id"]] += 1
+    rows = classwise_ap(coco.coco_eval, dataset.class_names, [counts[c] for c in dataset.category_ids])
+    return "per-class AP (IoU .50:.95, area all, 100 detections):\n" + format_classwise_table(rows)
 
 
 def coco_results(dataset: Any, detections: dict[int, Detections]) -> list[dict[str, Any]]:
@@ -144,6 +167,7 @@ def evaluate(
     amp: bool = False,
     amp_dtype: torch.dtype = torch.float16,
     progress: bool = True,
+    coco_backend: str = "pycocotools",
 ) -> tuple[dict[str, float], str, list[dict]]:
     """Evaluate ``model`` (a GFL) on ``loader``; every rank gets the metrics and the table, the main
     process also the COCO results list (``[]`` elsewhere and for VOC)."""
@@ -151,7 +175,7 @@ def evaluate(
     merged = gather_detections(local)
     result: tuple[dict[str, float], str, list[dict]] = ({}, "", [])
     if is_main_process():
-        result = score_detections(dataset, merged, metric)
+        result = score_detections(dataset, merged, metric, coco_backend=coco_backend)
     metrics, table = broadcast_object((result[0], result[1]))
     return metrics, table, result[2]
 
@@ -183,6 +207,7 @@ def evaluate_checkpoint(
     use_ema: bool = False,
     format_only: bool = False,
     device: torch.device | None = None,
+    classwise: bool = True,
 ) -> CheckpointEvaluation | None:
     """Evaluate the GFL of ``cfg`` with the weights of ``checkpoint`` (every format
     :func:`~locdistill.engine.checkpoint.load_detector` reads) on ``data.test`` (``split="test"``,
@@ -191,7 +216,8 @@ def evaluate_checkpoint(
     Under ``torch.distributed`` (initialised by the caller) every rank predicts its share; the main
     process gathers and scores them and gets the result, the other ranks ``None``. AMP follows
     ``train.amp`` / ``train.amp_dtype`` on CUDA. With ``format_only`` nothing is scored (COCO test-dev
-    has no ground truth here): only ``records`` is filled.
+    has no ground truth here): only ``records`` is filled. The COCO table ends with the per-class AP
+    table (``classwise``); ``evaluation.coco_backend`` chooses pycocotools or faster-coco-eval.
     """
     metric = metric or cfg.metric
     device = device or pick_device()
@@ -207,7 +233,9 @@ def evaluate_checkpoint(
         return None
     out = CheckpointEvaluation(num_images=len(detections))
     if not format_only:
-        out.metrics, out.table, out.records = score_detections(dataset, detections, metric)
+        out.metrics, out.table, out.records = score_detections(
+            dataset, detections, metric, classwise=classwise, coco_backend=cfg.evaluation.coco_backend
+        )
     elif metric == "coco":
         out.records = coco_results(dataset, detections)
     if metric != "coco":

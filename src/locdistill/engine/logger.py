@@ -1,5 +1,9 @@
 """Logging for training runs: console (tqdm-safe) + ``train.log`` on the main process, and JSON-lines
-metrics (``metrics.jsonl``; other ranks write ``metrics.rank<r>.jsonl``)."""
+metrics (``metrics.jsonl``; other ranks write ``metrics.rank<r>.jsonl``), optionally mirrored to
+TensorBoard on the main process (:mod:`locdistill.engine.tensorboard`).
+
+Every module logs to its own ``logging.getLogger(__name__)``; :func:`setup_logger` puts the handlers on
+the package logger ``locdistill`` that they all propagate to."""
 
 from __future__ import annotations
 
@@ -24,10 +28,6 @@ class _TqdmHandler(logging.StreamHandler):
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
-
-
-def get_logger() -> logging.Logger:
-    return logging.getLogger(LOGGER_NAME)
 
 
 def setup_logger(work_dir: Path | None = None, rank: int = 0, filename: str = "train.log") -> logging.Logger:
@@ -67,13 +67,22 @@ def _jsonable(value: Any) -> Any:
 
 
 class MetricsWriter:
-    """Appends one JSON object per line; flushed at once so a killed run keeps what it logged."""
+    """Appends one JSON object per line; flushed at once so a killed run keeps what it logged. With
+    ``tensorboard`` the main process also writes each record to ``work_dir/tensorboard``."""
 
-    def __init__(self, work_dir: Path, rank: int = 0) -> None:
+    def __init__(self, work_dir: Path, rank: int = 0, tensorboard: bool = False) -> None:
         name = "metrics.jsonl" if rank == 0 else f"metrics.rank{rank}.jsonl"
         self.path = work_dir / name
         work_dir.mkdir(parents=True, exist_ok=True)
+        self.tensorboard = None
+        if tensorboard and rank == 0:
+            from locdistill.engine.tensorboard import TensorBoardWriter
+
+            self.tensorboard = TensorBoardWriter(work_dir / "tensorboard")
 
     def write(self, record: dict[str, Any]) -> None:
+        record = _jsonable(record)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(_jsonable(record)) + "\n")
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)

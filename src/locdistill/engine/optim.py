@@ -24,7 +24,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from locdistill.config import OptimConfig
 
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 
 def scaled_lr(base_lr: float, total_batch: int, scale: bool = True) -> float:

@@ -11,22 +11,23 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.utils import draw_bounding_boxes
 
+from locdistill.config import Config
+from locdistill.data import build_transforms, collate, read_image, resolve_mean_std
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 
-logger = logging.getLogger("locdistill")
+logger = logging.getLogger(__name__)
 
 
 def prepare_image(
-    path: Path, cfg: Any, mean: Sequence[float], std: Sequence[float], image_id: int = 0
+    path: Path, cfg: Config, mean: Sequence[float], std: Sequence[float], image_id: int = 0
 ) -> tuple[torch.Tensor, Batch]:
     """``(uint8 image [3, H, W], one-image Batch)`` of an image file through the test pipeline."""
-    from locdistill.data import build_transforms, collate, read_image, resolve_mean_std
-
     image = read_image(path)
     m, s = resolve_mean_std(cfg.data, mean, std)
     transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
@@ -38,7 +39,7 @@ def prepare_image(
     return image, collate([sample], cfg.data.size_divisor)
 
 
-def _class_names(cfg: Any, num_classes: int, known: Sequence[str] | None = None) -> list[str]:
+def _class_names(cfg: Config, num_classes: int, known: Sequence[str] | None = None) -> list[str]:
     """Class names: ``known`` (a checkpoint's meta), else the config's datasets, else numbers."""
     if known and len(known) == num_classes:
         return list(known)
@@ -51,7 +52,7 @@ def _class_names(cfg: Any, num_classes: int, known: Sequence[str] | None = None)
 @torch.inference_mode()
 def predict_images(
     model: nn.Module,
-    cfg: Any,
+    cfg: Config,
     images: Sequence[Path],
     out_dir: Path,
     score_thr: float = 0.3,
@@ -59,9 +60,6 @@ def predict_images(
     class_names: Sequence[str] | None = None,
 ) -> list[Path]:
     """Detect on each image, write ``out_dir/<name>`` with the boxes drawn and ``detections.json``."""
-    from PIL import Image
-    from torchvision.utils import draw_bounding_boxes
-
     device = device or next(model.parameters()).device
     out_dir.mkdir(parents=True, exist_ok=True)
     names = _class_names(cfg, int(model.num_classes), class_names)  # type: ignore[arg-type]

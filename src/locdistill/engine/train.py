@@ -178,7 +178,7 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         amp_dtype,
         world_size,
         iters_per_epoch,
-        MetricsWriter(work_dir, rank),
+        MetricsWriter(work_dir, rank, tensorboard=cfg.train.tensorboard),
         bar,
         _Clock(st.pos.global_iter, total),
         meta,
@@ -231,6 +231,7 @@ def end_of_epoch(run: Run, st: TrainState, epoch: int) -> None:
             amp=run.amp,
             amp_dtype=run.amp_dtype,
             progress=False,
+            coco_backend=cfg.evaluation.coco_backend,
         )
         logger.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
         run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})

@@ -1,10 +1,15 @@
-"""COCO box evaluation with pycocotools (exact COCOeval semantics).
+"""COCO box evaluation with pycocotools (exact COCOeval semantics), or faster-coco-eval.
 
 :class:`CocoEvaluator` collects per-image :class:`~locdistill.structures.Detections` (original-image
 pixels, xyxy, labels in ``[0, C)``), turns them into the COCO results format (``[x, y, w, h]``,
 ``category_id``, ``score``) and runs ``COCOeval(..., "bbox")`` over all ground-truth images and the
 given categories, as mmdetection's ``CocoDataset.evaluate`` does: crowd regions are ignored, areas are
 split at 32^2 and 96^2, maxDets 1/10/100. pycocotools' progress prints are swallowed.
+
+``backend="faster_coco_eval"`` runs the same evaluation with the optional ``faster-coco-eval``
+package (C++ ``evaluate``/``accumulate``; ``pip install 'locdistill[fast-eval]'``); its 12 numbers and
+precision array equal pycocotools' (``tests/test_evaluation.py``; ``benchmarks/bench_coco_eval.py`` times
+both).
 
 Conversion detail kept from mmdetection (``xyxy2xywh`` on float32 arrays): ``w = x2 - x1`` and
 ``h = y2 - y1`` are computed in float32, then written as Python floats.
@@ -24,7 +29,9 @@ import numpy as np
 
 from locdistill.structures import Detections
 
-__all__ = ["COCO_METRIC_NAMES", "CocoEvaluator", "format_coco_table"]
+__all__ = ["COCO_BACKENDS", "COCO_METRIC_NAMES", "CocoEvaluator", "format_coco_table"]
+
+COCO_BACKENDS = ("pycocotools", "faster_coco_eval")
 
 # The order of COCOeval.stats.
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -48,6 +55,30 @@ _SUMMARY_ROWS = (
 
 def _quiet() -> contextlib.redirect_stdout[io.StringIO]:
     return contextlib.redirect_stdout(io.StringIO())
+
+
+def coco_api(backend: str) -> tuple[Any, Any]:
+    """``(COCO, COCOeval)`` classes of ``backend`` (one of :data:`COCO_BACKENDS`)."""
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        return COCO, COCOeval
+    if backend == "faster_coco_eval":
+        try:
+            from faster_coco_eval import COCO as FastCOCO
+            from faster_coco_eval import COCOeval_faster
+        except ImportError:
+            raise ValueError(
+                "the COCO evaluation backend 'faster_coco_eval' needs the faster-coco-eval package: "
+                "pip install 'locdistill[fast-eval]' (or use the default backend, pycocotools)"
+            ) from None
+
+        def fast_eval(gt: Any, dt: Any, iou_type: str) -> Any:
+            return COCOeval_faster(gt, dt, iou_type, print_function=lambda *args, **kwargs: None)
+
+        return FastCOCO, fast_eval
+    raise ValueError(f"unknown COCO evaluation backend {backend!r} (expected one of {list(COCO_BACKENDS)})")
 
 
 def _complete_ground_truth(gt: dict[str, Any]) -> dict[str, Any]:
@@ -79,11 +110,12 @@ class CocoEvaluator:
             without ``area`` / ``iscrowd`` / ``id`` get ``w * h`` / ``0`` / a running id.
         category_ids: COCO category id of each label index (``label -> category_ids[label]``); also
             the categories evaluated (``COCOeval.params.catIds``).
+        backend: ``pycocotools`` or ``faster_coco_eval`` (the same numbers, faster).
     """
 
-    def __init__(self, gt: dict[str, Any], category_ids: Sequence[int]) -> None:
-        from pycocotools.coco import COCO
-
+    def __init__(self, gt: dict[str, Any], category_ids: Sequence[int], backend: str = "pycocotools") -> None:
+        self.backend = backend
+        COCO, _ = coco_api(backend)
         self.category_ids = [int(c) for c in category_ids]
         self._cat_lut = np.asarray(self.category_ids, dtype=np.int64)
         self.coco_gt = COCO()
@@ -162,8 +194,7 @@ class CocoEvaluator:
 
     # ------------------------------------------------------------------ scoring
     def _results_api(self) -> Any:
-        from pycocotools.coco import COCO
-
+        COCO, _ = coco_api(self.backend)
         rows = self._rows()
         if rows.shape[0]:
             with _quiet():
@@ -185,8 +216,7 @@ class CocoEvaluator:
         Values are pycocotools' (``-1.0`` where no ground truth falls in an area range); with no
         detections at all every defined value is ``0.0``.
         """
-        from pycocotools.cocoeval import COCOeval
-
+        _, COCOeval = coco_api(self.backend)
         coco_dt = self._results_api()
         ev = COCOeval(self.coco_gt, coco_dt, "bbox")
         ev.params.imgIds = list(self.image_ids)

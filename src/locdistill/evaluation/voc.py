@@ -380,8 +380,9 @@ def format_voc_table(result: VOCResult, iou_index: int = 0) -> str:
 
     A table ``class | gts | dets | recall | ap`` at threshold ``iou_index`` (default the first, IoU
     0.5) with a ``mAP`` row, then ``AP:  <mean over thresholds>`` and the list
-    ``['AP50: 0.xxxxxx', ..., 'AP95: 0.xxxxxx']``. (mmdetection prints one such table per threshold,
-    so the seed's log shows the last one, IoU 0.95.)
+    ``['AP50: 0.xxxxxx', ..., 'AP95: 0.xxxxxx']``, and last the seed's ``{'mAP': <AP50>}`` line (the
+    dict mmdetection's ``evaluate`` returns). (mmdetection prints one such table per threshold, so the
+    seed's log shows the last one, IoU 0.95.)
     """
     rows = [["class", "gts", "dets", "recall", "ap"]]
     for r in result.per_class[iou_index]:
@@ -390,4 +391,5 @@ def format_voc_table(result: VOCResult, iou_index: int = 0) -> str:
     table = _ascii_table(rows, footer_from=len(rows) - 1)
     names = [VOCResult.threshold_name(t, i, result.iou_thrs) for i, t in enumerate(result.iou_thrs)]
     ap_list = [f"{name}: {m:.6f}" for name, m in zip(names, result.maps)]
-    return f"{table}\nAP:  {result['AP']}\n{ap_list}"
+    seed_line = str({"mAP": float(result["mAP"])})  # "{'mAP': 0.7593928575515747}"
+    return f"{table}\nAP:  {result['AP']}\n{ap_list}\n{seed_line}"

@@ -6,6 +6,9 @@ with no mode tricks::
     outputs = model(batch.images)                       # HeadOutputs
     losses = model.loss(outputs, batch.targets, batch.metas)
     detections = model.predict(outputs, batch.metas)    # list[Detections]
+
+``loss`` assigns the anchors itself (``model.assign``, ATSS) unless given the :class:`Assignment`, and
+gathers the positives unless given them: the Distiller computes both once and shares them with LD.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.config import ModelConfig
+from locdistill.models.assignment import Assignment, build_assignment
 from locdistill.models.backbones import build_backbone
 from locdistill.models.fpn import FPN
 from locdistill.models.gfl_head import GFLHead, HeadOutputs
-from locdistill.models.gfl_loss import gfl_loss
+from locdistill.models.gfl_loss import PositiveSamples, flatten_levels, gfl_loss, positive_samples
 from locdistill.models.integral import Integral
 from locdistill.models.postprocess import PostProcessConfig, postprocess
 from locdistill.models.priors import multi_level_anchors
-from locdistill.models.targets import GFLTargets, build_targets
 from locdistill.structures import Detections, ImageMeta, Targets, check_targets
 
 
@@ -95,12 +98,13 @@ class GFL(nn.Module):
             self._anchor_cache[key] = multi_level_anchors(sizes, self.strides, self.octave_base_scale, device)
         return self._anchor_cache[key]
 
-    def get_targets(self, outputs: HeadOutputs, targets: list[Targets], metas: list[ImageMeta]) -> GFLTargets:
-        """ATSS assignment of every anchor of the batch; checks the targets first (clear errors)."""
+    def assign(self, outputs: HeadOutputs, targets: list[Targets], metas: list[ImageMeta]) -> Assignment:
+        """ATSS assignment of every anchor of the batch to the ground truth ``targets``; checks the
+        targets first (clear errors)."""
         for t, m in zip(targets, metas):
             check_targets(t, m, self.num_classes)
         sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in outputs.cls_scores]
-        return build_targets(
+        return build_assignment(
             self.anchors(outputs),
             sizes,
             self.strides,
@@ -110,40 +114,49 @@ class GFL(nn.Module):
             self.atss_topk,
         )
 
+    def positive_samples(self, outputs: HeadOutputs, assignment: Assignment) -> PositiveSamples:
+        """What the box losses (and LD) need at the positives of ``assignment`` (float32 ``outputs``)."""
+        return positive_samples(
+            flatten_levels(outputs.cls_scores), flatten_levels(outputs.bbox_preds), assignment, self.integral
+        )
+
     def loss(
         self,
         outputs: HeadOutputs,
         targets: list[Targets],
         metas: list[ImageMeta],
-        gfl_targets: GFLTargets | None = None,
+        assignment: Assignment | None = None,
+        positives: PositiveSamples | None = None,
     ) -> dict[str, Tensor]:
-        """Training losses ``loss_cls`` (QFL), ``loss_bbox`` (GIoU), ``loss_dfl``, each summed over levels."""
-        if gfl_targets is None:
-            gfl_targets = self.get_targets(outputs, targets, metas)
-        out = self.loss_per_level(outputs, gfl_targets)
+        """Training losses ``loss_cls`` (QFL), ``loss_bbox`` (GIoU), ``loss_dfl``, each summed over levels.
+
+        ``assignment`` (of these outputs to ``targets``) and ``positives`` (:meth:`positive_samples`) are
+        computed here unless given.
+        """
+        if assignment is None:
+            assignment = self.assign(outputs, targets, metas)
+        out = self.loss_per_level(outputs, assignment, positives)
         return {k: out[k].sum() for k in ("loss_cls", "loss_bbox", "loss_dfl")}
 
-    def loss_per_level(self, outputs: HeadOutputs, gfl_targets: GFLTargets) -> dict[str, Tensor]:
+    def loss_per_level(
+        self, outputs: HeadOutputs, assignment: Assignment, positives: PositiveSamples | None = None
+    ) -> dict[str, Tensor]:
         """The per-level values of :func:`locdistill.models.gfl_loss.gfl_loss`."""
-        outputs = HeadOutputs(
-            [c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds]
-        )
         return gfl_loss(
-            outputs,
-            gfl_targets,
+            outputs.float(),
+            assignment,
             self.integral,
             self.qfl_beta,
             self.qfl_weight,
             self.giou_weight,
             self.dfl_weight,
+            positives,
         )
 
     @torch.no_grad()
     def predict(self, outputs: HeadOutputs, metas: list[ImageMeta], rescale: bool = True) -> list[Detections]:
         """Detections per image; with ``rescale`` in original-image pixels."""
-        outputs = HeadOutputs(
-            [c.float() for c in outputs.cls_scores], [r.float() for r in outputs.bbox_preds]
-        )
+        outputs = outputs.float()
         return postprocess(
             outputs, self.anchors(outputs), self.strides, metas, self.integral, self.test_cfg, rescale
         )

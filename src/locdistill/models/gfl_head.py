@@ -26,6 +26,15 @@ class HeadOutputs(NamedTuple):
     cls_scores: list[Tensor]
     bbox_preds: list[Tensor]
 
+    def float(self) -> HeadOutputs:
+        """The outputs in float32 (the losses and the decoding run in float32 also under autocast);
+        float32 tensors are returned as they are, not copied."""
+        return HeadOutputs([c.float() for c in self.cls_scores], [r.float() for r in self.bbox_preds])
+
+    def clone(self) -> HeadOutputs:
+        """Copies of every tensor (e.g. to use outputs made under ``torch.inference_mode`` in autograd)."""
+        return HeadOutputs([c.clone() for c in self.cls_scores], [r.clone() for r in self.bbox_preds])
+
 
 class TowerFeatures(NamedTuple):
     """Per-level tower features at one depth of the head (CrossKD's crossing point).

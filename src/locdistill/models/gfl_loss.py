@@ -21,9 +21,9 @@ from torch import Tensor
 
 from locdistill.losses import distribution_focal_loss, giou_loss, quality_focal_loss
 from locdistill.losses.reduce import EPS32
+from locdistill.models.assignment import Assignment
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.integral import Integral
-from locdistill.models.targets import GFLTargets
 from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, box_centers, distance2bbox
 from locdistill.utils.dist import reduce_mean
 
@@ -57,19 +57,19 @@ class PositiveSamples:
     target_boxes: Tensor
 
 
-def positive_samples(cls: Tensor, reg: Tensor, targets: GFLTargets, integral: Integral) -> PositiveSamples:
+def positive_samples(cls: Tensor, reg: Tensor, assignment: Assignment, integral: Integral) -> PositiveSamples:
     """Gather the positives of a batch. ``cls``: ``[B, A, C]``, ``reg``: ``[B, A, 4*(R+1)]``."""
-    b_idx, a_idx = targets.pos_mask.nonzero(as_tuple=True)
-    strides = targets.anchor_strides[a_idx]
-    centers = box_centers(targets.anchors[a_idx]) / strides[:, None]
+    b_idx, a_idx = assignment.pos_mask.nonzero(as_tuple=True)
+    strides = assignment.anchor_strides[a_idx]
+    centers = box_centers(assignment.anchors[a_idx]) / strides[:, None]
     pos_reg = reg[b_idx, a_idx]
     pred_boxes = distance2bbox(centers, integral(pos_reg))
-    target_boxes = targets.bbox_targets[b_idx, a_idx] / strides[:, None]
+    target_boxes = assignment.gt_boxes[b_idx, a_idx] / strides[:, None]
     weights = cls.detach()[b_idx, a_idx].sigmoid().max(dim=1).values
     return PositiveSamples(
         batch_index=b_idx,
         anchor_index=a_idx,
-        level=targets.level_index[a_idx],
+        level=assignment.level_index[a_idx],
         strides=strides,
         centers=centers,
         weights=weights,
@@ -86,7 +86,7 @@ def per_level_sum(values: Tensor, level: Tensor, num_levels: int) -> Tensor:
 
 def gfl_loss(
     outputs: HeadOutputs,
-    targets: GFLTargets,
+    assignment: Assignment,
     integral: Integral,
     qfl_beta: float = 2.0,
     qfl_weight: float = 1.0,
@@ -97,10 +97,11 @@ def gfl_loss(
     """GFL losses per level.
 
     Args:
-        outputs: raw head outputs.
-        targets: from :func:`locdistill.models.targets.build_targets` on the same batch.
+        outputs: raw head outputs (float32).
+        assignment: from :func:`locdistill.models.assignment.build_assignment` on the same batch.
         integral: the head's :class:`Integral`.
-        positives: precomputed :func:`positive_samples` (to share with LD), else computed here.
+        positives: :func:`positive_samples` of these outputs, when the caller has them already (the
+            Distiller shares them with LD), else computed here.
 
     Returns:
         ``loss_cls``, ``loss_bbox``, ``loss_dfl``: ``[L]`` per-level losses (sum them for training);
@@ -109,21 +110,22 @@ def gfl_loss(
     """
     num_levels = len(outputs.cls_scores)
     cls = flatten_levels(outputs.cls_scores)
-    reg = flatten_levels(outputs.bbox_preds)
     num_classes = cls.shape[-1]
-    pos = positive_samples(cls, reg, targets, integral) if positives is None else positives
+    pos = positives
+    if pos is None:
+        pos = positive_samples(cls, flatten_levels(outputs.bbox_preds), assignment, integral)
 
     # Quality target: IoU of the detached decoded box with its GT, at positives only.
     iou = bbox_overlaps(pos.pred_boxes.detach(), pos.target_boxes, is_aligned=True)
-    score = cls.new_zeros(targets.labels.shape)
+    score = cls.new_zeros(assignment.labels.shape)
     score[pos.batch_index, pos.anchor_index] = iou.to(score.dtype)
 
-    num_total_pos = reduce_mean(targets.num_total_pos.to(cls.dtype))
+    num_total_pos = reduce_mean(assignment.num_total_pos.to(cls.dtype))
     qfl = quality_focal_loss(
-        cls.reshape(-1, num_classes), targets.labels.reshape(-1), score.reshape(-1), qfl_beta
+        cls.reshape(-1, num_classes), assignment.labels.reshape(-1), score.reshape(-1), qfl_beta
     )
-    qfl = qfl * targets.label_weights.reshape(-1)
-    level_of_all = targets.level_index.repeat(cls.shape[0])
+    qfl = qfl * assignment.label_weights.reshape(-1)
+    level_of_all = assignment.level_index.repeat(cls.shape[0])
     loss_cls = qfl_weight * per_level_sum(qfl, level_of_all, num_levels) / (num_total_pos + EPS32)
 
     giou = giou_loss(pos.pred_boxes, pos.target_boxes) * pos.weights

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from locdistill.models.gfl_head import HeadOutputs
 from locdistill.models.integral import Integral
+from locdistill.models.nms import multiclass_nms
 from locdistill.ops.box_ops import box_centers, distance2bbox
 from locdistill.structures import Detections, ImageMeta
 
@@ -93,8 +94,6 @@ def postprocess(
         if not bool(nonzero.all()):
             boxes, scores, labels = boxes[nonzero], scores[nonzero], labels[nonzero]
         if cfg.nms_type is not None and boxes.numel() > 0:
-            from locdistill.models.nms import multiclass_nms
-
             boxes, scores, labels = multiclass_nms(
                 boxes, scores, labels, cfg.nms_type, cfg.iou_threshold, cfg.max_per_img
             )

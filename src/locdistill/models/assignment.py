@@ -1,4 +1,6 @@
-"""Training targets of the GFL head: ATSS on each image's valid anchors, mapped back to all anchors."""
+"""The assignment of a batch's anchors to its ground truth: ATSS on each image's valid anchors, mapped
+back to all anchors. "Targets" in locdistill always means ground truth
+(:class:`~locdistill.structures.Targets`); what the head learns at each anchor is this :class:`Assignment`."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from locdistill.structures import ImageMeta, Targets
 
 
 @dataclass
-class GFLTargets:
-    """Per-anchor targets for a batch. ``A`` = anchors of all levels (batch feature-map size).
+class Assignment:
+    """Per-anchor assignment of a batch. ``A`` = anchors of all levels (batch feature-map size).
 
     Attributes:
         anchors: ``[A, 4]`` pixels, levels concatenated (the same for every image of the batch).
@@ -24,10 +26,10 @@ class GFLTargets:
         valid: ``[B, A]`` bool, anchor inside the image's own padded area.
         labels: ``[B, A]`` int64, ``num_classes`` = background.
         label_weights: ``[B, A]`` float, 1 at valid positives/negatives, 0 at invalid or ignored anchors.
-        bbox_targets: ``[B, A, 4]`` the assigned GT box in pixels (0 elsewhere).
+        gt_boxes: ``[B, A, 4]`` the assigned GT box in pixels (0 elsewhere).
         gt_index: ``[B, A]`` int64 0-based index of the assigned GT in that image, -1 elsewhere.
         num_total_pos: scalar tensor, ``sum_images max(#pos, 1)`` on this rank (not yet averaged).
-        assign: per image, the :class:`AssignResult` over that image's *valid* anchors.
+        per_image: per image, the ATSS :class:`AssignResult` over that image's *valid* anchors.
     """
 
     anchors: Tensor
@@ -37,10 +39,10 @@ class GFLTargets:
     valid: Tensor
     labels: Tensor
     label_weights: Tensor
-    bbox_targets: Tensor
+    gt_boxes: Tensor
     gt_index: Tensor
     num_total_pos: Tensor
-    assign: list[AssignResult]
+    per_image: list[AssignResult]
 
     @property
     def pos_mask(self) -> Tensor:
@@ -48,7 +50,7 @@ class GFLTargets:
         return self.gt_index >= 0
 
 
-def build_targets(
+def build_assignment(
     anchors_per_level: list[Tensor],
     featmap_sizes: list[tuple[int, int]],
     strides: list[int],
@@ -56,7 +58,7 @@ def build_targets(
     metas: list[ImageMeta],
     num_classes: int,
     topk: int = 9,
-) -> GFLTargets:
+) -> Assignment:
     """Assign every image's anchors with ATSS.
 
     Invalid anchors (outside the image's own ``pad_shape``) are removed before the assignment, so the
@@ -101,7 +103,7 @@ def build_targets(
         boxes_all.append(boxes)
         gt_index_all.append(gt_index)
         assigns.append(result)
-    return GFLTargets(
+    return Assignment(
         anchors=anchors,
         anchor_strides=anchor_strides,
         level_index=level_index,
@@ -109,8 +111,8 @@ def build_targets(
         valid=torch.stack(valid_all),
         labels=torch.stack(labels_all),
         label_weights=torch.stack(weights_all),
-        bbox_targets=torch.stack(boxes_all),
+        gt_boxes=torch.stack(boxes_all),
         gt_index=torch.stack(gt_index_all),
         num_total_pos=num_total_pos,
-        assign=assigns,
+        per_image=assigns,
     )
