@@ -128,24 +128,29 @@ class TeacherCache:
     def _open(self) -> None:
         manifest = self.root / MANIFEST
         wanted = json.loads(json.dumps(self.settings, sort_keys=True))
-        if manifest.is_file():
-            found = json.loads(manifest.read_text(encoding="utf-8"))
-            differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
-            if differ:
-                key = differ[0]
-                raise ValueError(
-                    f"distill.cache {self.root} holds teacher outputs made with other settings "
-                    f"({key}: {found.get(key)!r} there vs {wanted.get(key)!r} now); choose another "
-                    "folder or delete it"
-                )
-        else:
-            if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+        if not manifest.is_file():
+            # Ranks starting together write the same manifest: another rank's (temporary) manifest is
+            # no stranger, anything else is.
+            ours = (MANIFEST, f".{MANIFEST}.")
+            strangers = self.root.exists() and (
+                not self.root.is_dir() or any(not p.name.startswith(ours) for p in self.root.iterdir())
+            )
+            if strangers:
                 raise ValueError(
                     f"distill.cache {self.root} exists and is not a locdistill teacher cache "
                     f"(no {MANIFEST}); choose an empty or new folder"
                 )
             self.root.mkdir(parents=True, exist_ok=True)
             self._write_atomic(manifest, (json.dumps(wanted, indent=1, sort_keys=True) + "\n").encode())
+        found = json.loads(manifest.read_text(encoding="utf-8"))
+        differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+        if differ:
+            key = differ[0]
+            raise ValueError(
+                f"distill.cache {self.root} holds teacher outputs made with other settings "
+                f"({key}: {found.get(key)!r} there vs {wanted.get(key)!r} now); choose another "
+                "folder or delete it"
+            )
         log.info(
             "teacher cache %s: %s logits at %s anchors%s",
             self.root,
