@@ -51,6 +51,7 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: ModelEMA | None
+    distill: nn.Module | None = None  # trainable distillation modules beside the student (CrossKD adapters)
     pos: Position = field(default_factory=Position)
     best: dict[str, Any] = field(
         default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
@@ -68,6 +69,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "distill": self.distill.state_dict() if self.distill is not None else None,
             "epoch": self.pos.epoch,
             "iter": self.pos.iter,
             "global_iter": self.pos.global_iter,
@@ -82,6 +84,8 @@ class TrainState:
     def load_state_dict(self, ckpt: dict[str, Any], rank: int = 0) -> dict[str, Any] | None:
         """Restore from ``ckpt``; returns this rank's RNG state (restored later, see :func:`train`)."""
         self.model.load_state_dict(ckpt["model"])
+        if self.distill is not None and ckpt.get("distill") is not None:
+            self.distill.load_state_dict(ckpt["distill"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
