@@ -16,6 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from locdistill.engine.tensorboard import TensorBoardWriter
+
 LOGGER_NAME = "locdistill"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -76,8 +78,6 @@ class MetricsWriter:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.tensorboard = None
         if tensorboard and rank == 0:
-            from locdistill.engine.tensorboard import TensorBoardWriter
-
             self.tensorboard = TensorBoardWriter(work_dir / "tensorboard")
 
     def write(self, record: dict[str, Any]) -> None:
