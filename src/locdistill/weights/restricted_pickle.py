@@ -148,11 +148,13 @@ def _fresh_globals() -> dict[tuple[str, str], Any]:
         ("builtins", "slice"): new(slice),
         ("builtins", "complex"): new(complex),
     }
-    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32):
-        out[("torch", str(dtype).split(".")[1])] = dtype
-    for dtype in (torch.uint8, torch.int8, torch.int16, torch.bool):
+    for dtype in _DTYPES:  # immutable singletons; BUILD on them is refused like on any global
         out[("torch", str(dtype).split(".")[1])] = dtype
     return out
+
+
+_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_DTYPES += (torch.int64, torch.int32, torch.uint8, torch.int8, torch.int16, torch.bool)
 
 
 _BASE_DISPATCH: dict[int, Any] = pickle._Unpickler.dispatch  # type: ignore[assignment]
