@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 METRICS = ("AP", "AP50", "AP75")
-ORDER = ("teacher_effl2", "baseline", "ld", "kd_ld_vlr")
+ORDER = ("teacher_effl2", "baseline", "ld", "kd_ld_vlr", "crosskd", "crosskd_ld")
 
 
 def final_eval(metrics_file: Path) -> dict[str, float] | None:

@@ -99,3 +99,22 @@ def test_quick_demo_writes_table_json_and_plots(tmp_path: Path, capsys: pytest.C
     assert {"loss_ld", "loss_ld_vlr"} <= set(ld_terms) and "loss_ld" not in base_terms
     ckpt = torch.load(out / "ld_student" / "latest.pth", weights_only=True)
     assert not any(k.startswith("teacher.") for k in ckpt["model"])
+
+
+def test_demo_methods_add_crosskd_students_that_fit_the_teacher(tmp_path: Path) -> None:
+    from locdistill.distill.crosskd import CrossKD
+
+    stages = demo_configs(tmp_path, seed=0, quick=False, method="all")
+    names = [s.name for s in stages]
+    assert names == ["teacher", "baseline student", "LD student", "CrossKD student", "CrossKD+LD student"]
+    assert [s.name for s in demo_configs(tmp_path, 0, False)] == names[:3]  # the default is unchanged
+    baseline, big = build_gfl(stages[1].cfg.model), build_gfl(stages[0].cfg.model)
+    for stage in stages[3:]:
+        d = stage.cfg.distill
+        assert d is not None and d.crosskd.enabled
+        assert stage.cfg.model == stages[1].cfg.model and stage.cfg.train == stages[1].cfg.train
+        assert Path(d.teacher_checkpoint) == (tmp_path / "teacher" / "latest.pth").resolve()
+        CrossKD(baseline, big, d.crosskd)  # widths differ (32 vs 64): the configs use the adapter
+    assert stages[4].cfg.distill.main_ld.enabled and not stages[3].cfg.distill.main_ld.enabled
+    with pytest.raises(ValueError, match="demo --method must be one of"):
+        demo_configs(tmp_path, 0, False, "fitnet")

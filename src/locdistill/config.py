@@ -21,6 +21,10 @@ from typing import Any, Literal
 
 import yaml
 
+from locdistill.config_distill import CrossKDConfig as CrossKDConfig
+from locdistill.config_distill import DistillConfig
+from locdistill.config_distill import LDTermConfig as LDTermConfig
+from locdistill.config_distill import VLRConfig as VLRConfig
 from locdistill.config_validation import ConfigError, check_values, from_dict
 from locdistill.config_yaml import parse_yaml, read_yaml_file
 
@@ -207,46 +211,6 @@ class TrainConfig:
     deterministic: bool = False
     max_iters: int | None = None
     tensorboard: bool = False
-
-
-@dataclass
-class LDTermConfig:
-    """One distillation term: on/off, loss weight, softmax temperature."""
-
-    enabled: bool = False
-    weight: float = 0.25
-    temperature: float = 10.0
-
-
-@dataclass
-class VLRConfig(LDTermConfig):
-    """VLR LD: anchors whose DIoU with a GT lies in ``[alpha_low * alpha, alpha)`` (alpha = the GT's
-    ATSS threshold). ``diou``: ``official`` (overlap / anchor area minus centre penalty, as the
-    reference code) or ``true`` (the real DIoU). The summed loss is divided by ``divisor``."""
-
-    alpha_low: float = 0.25
-    divisor: float = 16.0
-    diou: Literal["official", "true"] = "official"
-
-
-@dataclass
-class DistillConfig:
-    """Localization distillation from a frozen teacher.
-
-    ``teacher_config``: the teacher's config file (relative to this config's folder first; empty: the
-    one stored in the teacher checkpoint); ``teacher_checkpoint``: its weights (locdistill, safetensors or
-    mmdetection). ``normalize``: ``official`` reproduces the reference exactly (Main/VLR LD not divided
-    by anything, so it grows with images per GPU); ``invariant`` keeps the per-image magnitude of
-    official at ``reference_images_per_gpu`` images per GPU for any batch size.
-    """
-
-    teacher_config: str = ""
-    teacher_checkpoint: str = ""
-    main_ld: LDTermConfig = field(default_factory=lambda: LDTermConfig(True, 0.25, 10.0))
-    vlr_ld: VLRConfig = field(default_factory=lambda: VLRConfig(False, 0.25, 10.0))
-    main_kd: LDTermConfig = field(default_factory=lambda: LDTermConfig(False, 10.0, 2.0))
-    normalize: Literal["official", "invariant"] = "official"
-    reference_images_per_gpu: float = 3.0
 
 
 @dataclass

@@ -5,9 +5,12 @@
 2. A teacher (``configs/demo/demo_teacher.yaml``: wider and deeper, trained longer) is trained.
 3. A baseline student (``configs/demo/demo_base.yaml``) and an LD student (``configs/demo/demo_ld.yaml``:
    the same student, schedule and seed, plus Main LD and VLR LD from that teacher) are trained.
-4. All three are evaluated with the COCO metric on held-out images; the table is printed and saved.
+   ``--method crosskd`` trains a CrossKD student instead (``demo_crosskd.yaml``), ``crosskd+ld`` one with
+   both (``demo_crosskd_ld.yaml``), ``all`` the three of them.
+4. All models are evaluated with the COCO metric on held-out images; the table is printed and saved.
 
-``OUT`` receives ``teacher/``, ``baseline/`` and ``ld_student/`` (ordinary work dirs: config.yaml,
+``OUT`` receives ``teacher/``, ``baseline/`` and ``ld_student/`` (or ``crosskd_student/``,
+``crosskd_ld_student/``; ordinary work dirs: config.yaml,
 train.log, metrics.jsonl, checkpoints), ``results.json`` (the table and timings), ``loss_curves.png``
 and ``edge_distributions.png`` (the four edge distributions of teacher, baseline and LD student at a
 few objects, with the ground-truth edges marked).
@@ -55,21 +58,35 @@ class Stage:
     work_dir: Path
 
 
-def demo_configs(out: Path, seed: int, quick: bool) -> list[Stage]:
-    """The teacher, baseline and LD stages; the LD stage's teacher is the teacher stage's output."""
+METHODS = {
+    "ld": ("LD student", "demo/demo_ld", "ld_student"),
+    "crosskd": ("CrossKD student", "demo/demo_crosskd", "crosskd_student"),
+    "crosskd+ld": ("CrossKD+LD student", "demo/demo_crosskd_ld", "crosskd_ld_student"),
+}
+"""``--method``: table name, config and work dir of each distilled student (``all``: every one)."""
+
+
+def demo_configs(out: Path, seed: int, quick: bool, method: str = "ld") -> list[Stage]:
+    """The teacher, baseline and distilled stages (``method``: a key of :data:`METHODS` or ``all``); the
+    distilled stages' teacher is the teacher stage's output."""
+    if method != "all" and method not in METHODS:
+        raise ValueError(f"demo --method must be one of {', '.join([*METHODS, 'all'])}, got {method!r}")
     overrides = [f"train.seed={seed}", f"data.train.seed={seed}", f"data.val.seed={seed}"]
     if quick:
         overrides += QUICK_OVERRIDES
     teacher = Stage("teacher", load_config("demo/demo_teacher", overrides), out / "teacher")
     baseline = Stage("baseline student", load_config("demo/demo_base", overrides), out / "baseline")
-    ld = Stage("LD student", load_config("demo/demo_ld", overrides), out / "ld_student")
-    assert ld.cfg.distill is not None
-    # The teacher's resolved config and final checkpoint, both written by its training.
-    ld.cfg.distill.teacher_config = str((teacher.work_dir / "config.yaml").resolve())
-    ld.cfg.distill.teacher_checkpoint = str((teacher.work_dir / "latest.pth").resolve())
-    for stage in (teacher, baseline, ld):
+    students = []
+    for name, config, folder in [METHODS[m] for m in (METHODS if method == "all" else [method])]:
+        stage = Stage(name, load_config(config, overrides), out / folder)
+        assert stage.cfg.distill is not None
+        # The teacher's resolved config and final checkpoint, both written by its training.
+        stage.cfg.distill.teacher_config = str((teacher.work_dir / "config.yaml").resolve())
+        stage.cfg.distill.teacher_checkpoint = str((teacher.work_dir / "latest.pth").resolve())
+        students.append(stage)
+    for stage in (teacher, baseline, *students):
         stage.cfg.work_dir = str(stage.work_dir)
-    return [teacher, baseline, ld]
+    return [teacher, baseline, *students]
 
 
 def evaluate_stage(model: GFL, cfg: Config) -> dict[str, float]:
@@ -97,11 +114,11 @@ def _clear_previous_run(work_dir: Path) -> None:
 
 def format_table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> str:
     """The AP table (percent), one row per model, with the training time of each."""
-    head = f"{'model':<18}" + "".join(f"{m:>7}" for m in METRICS) + f"{'train s':>9}"
+    head = f"{'model':<20}" + "".join(f"{m:>7}" for m in METRICS) + f"{'train s':>9}"
     lines = [head, "-" * len(head)]
     for name, metrics in rows.items():
         cells = "".join(_percent(metrics.get(m, float("nan"))) for m in METRICS)
-        lines.append(f"{name:<18}{cells}{seconds.get(name, float('nan')):9.0f}")
+        lines.append(f"{name:<20}{cells}{seconds.get(name, float('nan')):9.0f}")
     return "\n".join(lines)
 
 
@@ -119,7 +136,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     setup_logger(None, 0)
-    stages = demo_configs(out, args.seed, args.quick)
+    stages = demo_configs(out, args.seed, args.quick, getattr(args, "method", "ld"))
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     finals: dict[str, Path] = {}
@@ -133,7 +150,7 @@ def run_demo(args: argparse.Namespace) -> int:
     models = {s.name: build_detector_from_checkpoint(finals[s.name], s.cfg)[0] for s in stages}
     rows = {s.name: evaluate_stage(models[s.name], s.cfg) for s in stages}
     table = format_table(rows, seconds)
-    ld_gain = {m: rows["LD student"][m] - rows["baseline student"][m] for m in METRICS}
+    gains = {s.name: {m: rows[s.name][m] - rows["baseline student"][m] for m in METRICS} for s in stages[2:]}
     total = time.perf_counter() - start
 
     figures = []
@@ -147,7 +164,8 @@ def run_demo(args: argparse.Namespace) -> int:
         logger.warning("plots skipped: %s", e)
     result = {
         "metrics": rows,
-        "ld_minus_baseline": ld_gain,
+        "ld_minus_baseline": gains.get("LD student"),
+        "minus_baseline": gains,
         "train_seconds": seconds,
         "total_seconds": total,
         "seed": args.seed,
@@ -158,10 +176,12 @@ def run_demo(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print("\nCOCO metrics on the held-out synthetic images (percent):")
     print(table)
-    print(
-        f"\nLD - baseline: AP {100 * ld_gain['AP']:+.1f}, AP50 {100 * ld_gain['AP50']:+.1f}, "
-        f"AP75 {100 * ld_gain['AP75']:+.1f}   ({total / 60:.1f} min in all)"
-    )
+    lines = [
+        f"{name.removesuffix(' student')} - baseline: AP {100 * gain['AP']:+.1f}, "
+        f"AP50 {100 * gain['AP50']:+.1f}, AP75 {100 * gain['AP75']:+.1f}"
+        for name, gain in gains.items()
+    ]
+    print("\n" + "\n".join(lines) + f"   ({total / 60:.1f} min in all)")
     print(f"written: {out / 'results.json'}" + "".join(f", {f}" for f in figures))
     return 0
 
@@ -176,6 +196,12 @@ def plot_edge_distributions(models: dict[str, GFL], cfg: Config, path: Path, num
     student = models["baseline student"]
     dataset = build_dataset(cfg.data.val, cfg.data, train=False, mean=student.mean, std=student.std)
     batch = next(iter(build_test_loader(dataset, min(4, len(dataset)), 0, False)))
-    colors = {"teacher": "tab:green", "baseline student": "tab:gray", "LD student": "tab:red"}
+    colors = {
+        "teacher": "tab:green",
+        "baseline student": "tab:gray",
+        "LD student": "tab:red",
+        "CrossKD student": "tab:blue",
+        "CrossKD+LD student": "tab:purple",
+    }
     normalization = (student.mean, student.std)
     return draw(models, batch, normalization, dataset.class_names, path, num_objects, colors)

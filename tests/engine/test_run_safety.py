@@ -84,8 +84,10 @@ def coco_val(root: Path, problem: str) -> list[str]:
         path = root / "images" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        if k == 1 and problem == "elongated":
-            w, h = 2000, 8
+        if k == 1 and problem in ("elongated", "elongated_40px"):
+            # 2000x8 is under the training set's min_size (32 px) and would be dropped there, not used;
+            # 8000x40 is kept by that filter and still resizes to a side under one pixel
+            w, h = (2000, 8) if problem == "elongated" else (8000, 40)
             pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(path)
         if k == 1 and problem == "missing":
@@ -137,13 +139,15 @@ def test_bad_validation_files_are_caught_before_training(
 def test_too_elongated_training_images_are_caught_before_training(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    overrides = [o.replace("data.val.", "data.train.") for o in coco_val(tmp_path / "train", "elongated")[:4]]
-    overrides += ["data.multiscale=[[64, 16], [64, 64]]"]  # the smallest scale counts: 8 px -> 0.06 px
+    overrides = [
+        o.replace("data.val.", "data.train.") for o in coco_val(tmp_path / "train", "elongated_40px")[:4]
+    ]
+    overrides += ["data.multiscale=[[64, 16], [64, 64]]"]  # the smallest scale counts: 40 px -> 0.32 px
     work = tmp_path / "work"
     code, err = run(capsys, "train", str(config), "--work-dir", str(work), "--set", *overrides)
     assert code == 2
     assert_one_line_error(
-        err, "training data", "1 of 3 images cannot be used", "v1.jpg: 2000x8 (w x h)", "[64, 16]"
+        err, "training data", "1 of 3 images cannot be used", "v1.jpg: 8000x40 (w x h)", "[64, 16]"
     )
     assert not list(work.glob("*.pth"))
 

@@ -3,7 +3,8 @@
 Reads each work dir's ``metrics.jsonl`` (one JSON object per line, written by
 :class:`locdistill.engine.logger.MetricsWriter`): ``type: train`` records carry ``global_iter``,
 ``lr``, ``loss`` and its terms (``loss_cls`` QFL, ``loss_bbox`` GIoU, ``loss_dfl`` DFL, and for LD
-runs ``loss_ld``, ``loss_ld_vlr``, ``loss_kd``), averaged over the logging interval; ``type: val``
+runs ``loss_ld``, ``loss_ld_vlr``, ``loss_kd``, for CrossKD ``loss_crosskd_*``), averaged over the
+logging interval; ``type: val``
 records carry ``global_iter`` and the validation metrics (COCO or VOC ``AP``, ``AP50``, ...). A
 resumed run appends to the file: a later record of the same type and iteration replaces an earlier one.
 """
@@ -24,7 +25,14 @@ LOSS_PANELS = (
     ("loss_bbox", "box (GIoU)"),
     ("loss_dfl", "box distribution (DFL)"),
 )
-DISTILL_TERMS = ("loss_ld", "loss_ld_vlr", "loss_kd")
+DISTILL_TERMS = (
+    "loss_ld",
+    "loss_ld_vlr",
+    "loss_kd",
+    "loss_crosskd_cls",
+    "loss_crosskd_reg",
+    "loss_crosskd_bbox",
+)
 
 
 def _number(value: Any) -> float:

@@ -21,7 +21,8 @@ from locdistill.cli.commands import (
     cmd_test,
     cmd_train,
 )
-from locdistill.cli.parser import build_parser, sort_paths
+from locdistill.cli.parser import build_parser
+from locdistill.cli.paths import sort_paths
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "train": cmd_train,

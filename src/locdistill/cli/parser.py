@@ -17,6 +17,7 @@ from locdistill import __version__
 EXAMPLES = """\
 examples:
   locdistill demo                                           # synthetic data: teacher, student, LD student
+  locdistill demo --method all                              # ... and CrossKD, CrossKD+LD students too
   locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml     # CPU-sized run on ../shared/data/coco128
   locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml --set data.train.root=/data/coco128 train.epochs=3
   locdistill train CONFIG --resume                          # continue from WORK_DIR/latest.pth
@@ -32,7 +33,6 @@ examples:
   locdistill inspect-data CONFIG --out data_check/
 """
 
-CONFIG_SUFFIXES = (".yaml", ".yml")
 PATHS_HELP = (
     "CONFIG is optional: a checkpoint of ours stores its config (a .yaml/.yml CONFIG, or a shipped config "
     "name, replaces it); --set applies on top of either"
@@ -172,6 +172,12 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--method",
+        choices=["ld", "crosskd", "crosskd+ld", "all"],
+        default="ld",
+        help="the distilled student(s) beside the baseline: LD (default), CrossKD, both, or all three",
+    )
 
 
 def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
@@ -336,52 +342,6 @@ SUBCOMMANDS: list[Subcommand] = [
         add_inspect_data_arguments,
     ),
 ]
-
-
-def looks_like_config(arg: str) -> bool:
-    """A ``.yaml`` / ``.yml`` path, or a shipped config name (``gfl/gfl_r18_fpn_coco128``) that is no file."""
-    if Path(arg).suffix.lower() in CONFIG_SUFFIXES:
-        return True
-    if Path(arg).exists():
-        return False
-    from locdistill.config import ConfigError, resolve_config_path
-
-    try:
-        resolve_config_path(arg)
-    except ConfigError:
-        return False
-    return True
-
-
-def sort_paths(args: argparse.Namespace) -> None:
-    """Turn the positional ``paths`` of test / predict / export / benchmark into ``args.config`` (``None``:
-    the config stored in the checkpoint), ``args.checkpoint`` and, for predict, ``args.images``.
-
-    Two paths are CONFIG CKPT; one is a CONFIG when it looks like one (benchmark: random weights),
-    else a CKPT. Raises ``ValueError`` naming what is missing.
-    """
-    paths = getattr(args, "paths", None)
-    if paths is None:
-        return
-    paths = [str(p) for p in paths]
-    config: str | None = None
-    if args.command == "predict":
-        if looks_like_config(paths[0]):
-            config, paths = paths[0], paths[1:]
-        if len(paths) < 2:
-            raise ValueError("predict needs a checkpoint and at least one image: [CONFIG] CKPT IMAGE ...")
-        args.config, args.checkpoint, args.images = config, paths[0], [Path(p) for p in paths[1:]]
-        return
-    if len(paths) > 2:
-        raise ValueError(f"{args.command} takes [CONFIG] CKPT, got {len(paths)} paths: {' '.join(paths)}")
-    if len(paths) == 2:
-        args.config, args.checkpoint = paths
-    elif args.command == "benchmark" and looks_like_config(paths[0]):
-        args.config, args.checkpoint = paths[0], None
-    elif looks_like_config(paths[0]):
-        raise ValueError(f"{args.command} needs a checkpoint after the config {paths[0]}: CONFIG CKPT")
-    else:
-        args.config, args.checkpoint = None, paths[0]
 
 
 def build_parser() -> argparse.ArgumentParser:

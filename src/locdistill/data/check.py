@@ -6,7 +6,8 @@ the size their annotation says, or are so elongated that the test pipeline's kee
 ``img_scale`` would give them a side under one pixel. JPEGs are decoded at 1/8 scale (libjpeg still
 reads every byte, so a truncated file is caught) and PNGs are verified chunk by chunk (CRCs), which
 keeps the check at about 2 ms per image. :func:`check_image_sizes` does the elongation check alone,
-from the annotated sizes (no file is opened), for training sets of any size.
+from the annotated sizes (no file is opened), for training sets of any size and for datasets whose
+images are rendered rather than read (``images_from_files = False``: synthetic data).
 """
 
 from __future__ import annotations
@@ -79,11 +80,16 @@ def check_image_sizes(dataset: Any, scale: Sequence[int], what: str = "data") ->
     )
 
 
-def dataset_records(dataset: Any) -> list[ImageRecord]:
-    """The :class:`ImageRecord` s of a dataset (a :class:`RepeatDataset` is unwrapped)."""
+def _base(dataset: Any) -> Any:
+    """The detection dataset inside wrappers (:class:`RepeatDataset`, :class:`SeededDataset`)."""
     while not hasattr(dataset, "records") and hasattr(dataset, "dataset"):
         dataset = dataset.dataset
-    return list(dataset.records)
+    return dataset
+
+
+def dataset_records(dataset: Any) -> list[ImageRecord]:
+    """The :class:`ImageRecord` s of a dataset (wrappers such as :class:`RepeatDataset` unwrapped)."""
+    return list(_base(dataset).records)
 
 
 def check_image_files(
@@ -98,6 +104,10 @@ def check_image_files(
         workers: threads reading files (default: up to 8, one per CPU).
     """
     records = dataset_records(dataset)
+    if not getattr(_base(dataset), "images_from_files", True):  # rendered (synthetic): no files to read
+        if img_scale is not None:
+            check_image_sizes(dataset, img_scale, what)
+        return
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         problems = [p for p in pool.map(lambda r: check_record(r, img_scale), records) if p is not None]

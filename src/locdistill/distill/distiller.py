@@ -19,8 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.config import DistillConfig
+from locdistill.distill.crosskd import CrossKD, TeacherResult, run_teacher
 from locdistill.distill.ld_loss import batch_scale, main_kd_loss, main_ld_loss, vlr_ld_loss
 from locdistill.distill.regions import vlr_region
+from locdistill.distill.teacher_cache import TeacherCache
 from locdistill.models.assignment import Assignment
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import HeadOutputs
@@ -47,7 +49,8 @@ def check_fit(student: GFL, teacher: GFL, need_classes: bool) -> None:
         )
     if need_classes and student.num_classes != teacher.num_classes:
         problems.append(
-            f"num_classes (needed by main_kd): student {student.num_classes} vs teacher {teacher.num_classes}"
+            f"num_classes (needed by class KD: main_kd, crosskd): student {student.num_classes} "
+            f"vs teacher {teacher.num_classes}"
         )
     if problems:
         raise ValueError("the teacher does not fit the student: " + "; ".join(problems))
@@ -62,6 +65,7 @@ class Distiller(nn.Module):
         cfg: which terms are on, their weights and temperatures, and the normalisation.
         images_per_gpu: for the batch-size-invariant normalisation and the official-mode warning.
         teacher_sha256: digest of the teacher's weights file, recorded in the student's checkpoints.
+        cache: where the teacher's outputs are read from and stored (``distill.cache``), or ``None``.
     """
 
     def __init__(
@@ -71,9 +75,10 @@ class Distiller(nn.Module):
         cfg: DistillConfig,
         images_per_gpu: int = 2,
         teacher_sha256: str = "",
+        cache: TeacherCache | None = None,
     ) -> None:
         super().__init__()
-        check_fit(student, teacher, cfg.main_kd.enabled)
+        check_fit(student, teacher, cfg.main_kd.enabled or cfg.crosskd.enabled)
         self.student = student
         self.teacher = teacher
         self.cfg = cfg
@@ -89,6 +94,10 @@ class Distiller(nn.Module):
             f"teacher.{n}" for n, _ in self.teacher.named_parameters()
         ] + [f"teacher.{n}" for n, _ in self.teacher.named_buffers()]
         self._renorm = student.mean != teacher.mean or student.std != teacher.std
+        # CrossKD (distill/crosskd.py): registered after the teacher so that the student's parameters
+        # come first; it holds only its trainable adapters, the teacher head is passed per call.
+        self.crosskd = CrossKD(student, teacher, cfg.crosskd) if cfg.crosskd.enabled else None
+        self.cache = cache
         if cfg.normalize == "official" and images_per_gpu > 3 and (cfg.main_ld.enabled or cfg.vlr_ld.enabled):
             warnings.warn(
                 f"distill.normalize=official with {images_per_gpu} images per GPU: the reference LD loss "
@@ -119,19 +128,47 @@ class Distiller(nn.Module):
         # Inference tensors cannot be saved for backward; a clone outside inference mode can.
         return out.clone().float()
 
+    def teacher_result(self, batch: Batch) -> TeacherResult:
+        """The teacher's outputs on the batch (and CrossKD's hold statistics): from ``distill.cache``
+        where it has them, else by running the teacher."""
+        depth = self.crosskd.teacher_layer if self.crosskd is not None else None
+
+        def compute(images: Tensor) -> TeacherResult:
+            return run_teacher(self.teacher, self.teacher_inputs(images), depth)
+
+        if self.cache is None:
+            return compute(batch.images)
+        return self.cache.fetch(batch, compute, with_hold=depth is not None)
+
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``)."""
+        """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``) and
+        CrossKD terms (``loss_crosskd_cls``, ``loss_crosskd_reg``, ``loss_crosskd_bbox``)."""
         # The teacher first: its activations are freed before the student's graph is built, so the
         # two networks' working memory never coexists (lower peak memory, fewer page faults on CPU).
-        t_out = self.teacher_outputs(batch.images)
-        s_out = self.student(batch.images).float()
+        teacher = self.teacher_result(batch)  # live, or from distill.cache
+        t_out = teacher.outputs
+        if self.crosskd is None:
+            s_out = self.student(batch.images).float()
+        else:  # the same outputs, plus the student's tower features at the crossing layer
+            s_out, s_tower = self.crosskd.student_forward(self.student, batch.images)
+            s_out = s_out.float()
         assignment = self.student.assign(s_out, batch.targets, batch.metas)
+        if self.cache is not None:
+            self.cache.after_assignment(assignment, batch.targets)
         positives = self.student.positive_samples(s_out, assignment)
         losses = self.student.loss(
             s_out, batch.targets, batch.metas, assignment=assignment, positives=positives
         )
         losses.update(self.distill_losses(s_out, t_out, assignment, batch, positives=positives))
+        if self.crosskd is not None:  # CrossKD: the student's tower features through the teacher head
+            assert teacher.hold_sums is not None
+            cross = self.crosskd.cross_outputs(self.teacher.head, s_tower, teacher.hold_sums)
+            losses.update(self.crosskd.losses(cross, t_out, assignment, self.student.integral))
         return losses
+
+    def log_stats(self) -> dict[str, float]:
+        """Extra numbers for the training log: the teacher cache's hits and misses since the last call."""
+        return self.cache.take_stats() if self.cache is not None else {}
 
     def distill_losses(
         self,

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from locdistill.config import Config
 from locdistill.data import build_dataset, build_test_loader, build_train_loader
 from locdistill.distill.distiller import Distiller
+from locdistill.distill.teacher_cache import build_teacher_cache
 from locdistill.engine.teacher import build_teacher
 from locdistill.models.gfl import GFL, build_gfl
 from locdistill.structures import Batch
@@ -47,10 +48,14 @@ def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn
 
 def build_distiller(cfg: Config, student: GFL) -> Distiller:
     """The training module for a config with a ``distill`` section: the teacher built and loaded by
-    :func:`~locdistill.engine.teacher.build_teacher`, handed to the Distiller."""
+    :func:`~locdistill.engine.teacher.build_teacher`, handed to the Distiller with the teacher cache
+    (``distill.cache``) if there is one."""
     assert cfg.distill is not None
     teacher, digest = build_teacher(cfg)
-    return Distiller(student, teacher, cfg.distill, cfg.data.images_per_gpu, teacher_sha256=digest)
+    cache = build_teacher_cache(cfg, student, teacher)
+    return Distiller(
+        student, teacher, cfg.distill, cfg.data.images_per_gpu, teacher_sha256=digest, cache=cache
+    )
 
 
 def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel:

@@ -28,7 +28,14 @@ from locdistill.engine.distributed import (
     is_distributed,
     is_main_process,
 )
-from locdistill.evaluation import CocoEvaluator, VOCEvaluator, format_coco_table, format_voc_table
+from locdistill.evaluation import (
+    CocoEvaluator,
+    VOCEvaluator,
+    classwise_ap,
+    format_classwise_table,
+    format_coco_table,
+    format_voc_table,
+)
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.structures import Batch, Detections
 
@@ -116,8 +123,6 @@ def score_detections(
 
 def _classwise_table(coco: Any, gt: dict[str, Any], dataset: Any) -> str:
     """AP, AP50, AP75 and the number of (non-crowd) ground-truth boxes per class of an evaluated run."""
-    from locdistill.evaluation import classwise_ap, format_classwise_table
-
     counts = {c: 0 for c in dataset.category_ids}
     for ann in gt["annotations"]:
         if not ann.get("iscrowd", 0) and ann["category_id"] in counts:

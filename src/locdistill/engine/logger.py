@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from locdistill.engine.distributed import all_reduce_sum
+from locdistill.engine.tensorboard import TensorBoardWriter
 
 try:
     import resource
@@ -86,8 +87,6 @@ class MetricsWriter:
         work_dir.mkdir(parents=True, exist_ok=True)
         self.tensorboard = None
         if tensorboard and rank == 0:
-            from locdistill.engine.tensorboard import TensorBoardWriter
-
             self.tensorboard = TensorBoardWriter(work_dir / "tensorboard")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ Resume is exact: model, optimizer, scheduler, scaler, EMA, epoch, position insid
 of the training batches (order and per-sample augmentation, :mod:`locdistill.data.seeding`; so also
 with data-loading workers) and the RNG states of every rank (the loop restores them at the right
 moment, see :func:`locdistill.engine.train.train`). Only a training checkpoint of the same architecture
-resumes; a converted one (weights only) or one that does not fit the model is a :class:`CheckpointError`.
+resumes; a converted one (weights only) or one that does not fit the model is a
+:class:`~locdistill.weights.WeightsError`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import torch
 from torch import nn
 
 from locdistill.config import Config, to_dict
-from locdistill.engine.checkpoint import CheckpointError, get_rng_state, load_checkpoint
+from locdistill.engine.checkpoint import get_rng_state, load_checkpoint
 from locdistill.engine.distributed import all_gather_object
 from locdistill.engine.ema import ModelEMA
+from locdistill.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: ModelEMA | None
+    distill: nn.Module | None = None  # trainable distillation modules beside the student (CrossKD adapters)
     pos: Position = field(default_factory=Position)
     best: dict[str, Any] = field(
         default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
@@ -66,6 +69,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "distill": self.distill.state_dict() if self.distill is not None else None,
             "epoch": self.pos.epoch,
             "iter": self.pos.iter,
             "global_iter": self.pos.global_iter,
@@ -80,6 +84,8 @@ class TrainState:
     def load_state_dict(self, ckpt: dict[str, Any], rank: int = 0) -> dict[str, Any] | None:
         """Restore from ``ckpt``; returns this rank's RNG state (restored later, see :func:`train`)."""
         self.model.load_state_dict(ckpt["model"])
+        if self.distill is not None and ckpt.get("distill") is not None:
+            self.distill.load_state_dict(ckpt["distill"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
@@ -104,13 +110,13 @@ RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "iter", "global_iter"
 
 
 def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
-    """Raise :class:`CheckpointError` naming ``path`` unless ``ckpt`` is a training checkpoint whose
-    model has exactly the keys and shapes of ``model`` (a converted checkpoint has weights only; one of
-    another architecture or width does not fit)."""
+    """Raise :class:`~locdistill.weights.WeightsError` naming ``path`` unless ``ckpt`` is a training
+    checkpoint whose model has exactly the keys and shapes of ``model`` (a converted checkpoint has
+    weights only; one of another architecture or width does not fit)."""
     missing = [k for k in RESUME_KEYS if k not in ckpt]
     if missing:
         what = "weights only (a converted or exported checkpoint)" if "model" in ckpt else "no training state"
-        raise CheckpointError(
+        raise WeightsError(
             f"cannot resume from {path}: it holds {what}, without {', '.join(missing)}; resume from a "
             "training checkpoint (latest.pth, epoch_N.pth, iter_N.pth of the run)"
         )
@@ -124,7 +130,7 @@ def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
     ]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise CheckpointError(
+        raise WeightsError(
             f"cannot resume from {path}: its model does not fit this config ({shown}); resume with the "
             "config the run was trained with (its config.yaml)"
         )

@@ -167,7 +167,9 @@ def train(
         logger.info(
             "train.amp is ignored on %s (float16 AMP runs on CUDA only; bfloat16 also on CPU)", device.type
         )
-    optimizer = build_optimizer(model, tc.optim, lr)
+    # The student's parameters, then any trainable distillation modules (CrossKD's adapters); the frozen
+    # teacher has none.
+    optimizer = build_optimizer(module, tc.optim, lr)
     st = TrainState(
         model=model,
         optimizer=optimizer,
@@ -175,6 +177,7 @@ def train(
         scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
         ema=ModelEMA(model, tc.ema_decay) if tc.ema else None,
         data_seed=data_seed(train_loader),
+        distill=getattr(module, "crosskd", None),
     )
     rng_state, eval_pending = None, False
     if resume:
@@ -307,7 +310,7 @@ def train_one_epoch(
 ) -> bool:
     """Iterations ``start .. iters_per_epoch-1`` of ``epoch``; ``True`` when ``train.max_iters`` stops it."""
     tc, device = run.cfg.train, run.device
-    params = [p for p in st.model.parameters() if p.requires_grad]
+    params = [p for group in st.optimizer.param_groups for p in group["params"]]
     meters: dict[str, Tensor] = {}
     steps, iter_time, data_time = 0, 0.0, 0.0
     t_end = time.perf_counter()
@@ -359,12 +362,18 @@ def train_one_epoch(
                 "data_time": data_time / steps,
                 **memory_record(device),
                 "eta_s": run.clock.eta(st.pos.global_iter),
+                **getattr(getattr(module, "module", module), "log_stats", dict)(),  # e.g. teacher-cache hits
             }
             run.metrics.write(record)
             run.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.3g}")
             terms = " ".join(f"{k} {record[k]:.4f}" for k in [*sorted(meters), "loss"])
+            cache = (
+                f" cache hits {record['cache_hits']:.0f} misses {record['cache_misses']:.0f}"
+                if "cache_hits" in record
+                else ""
+            )
             logger.info(
-                "epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s",
+                "epoch %d iter %d/%d lr %.4g %s time %.3fs data %.3fs eta %s%s",
                 epoch + 1,
                 i + 1,
                 run.iters_per_epoch,
@@ -373,6 +382,7 @@ def train_one_epoch(
                 record["time"],
                 record["data_time"],
                 hms(record["eta_s"]),
+                cache,
             )
             meters, steps, iter_time, data_time = {}, 0, 0.0, 0.0
         if stop:

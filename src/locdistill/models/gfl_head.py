@@ -36,6 +36,21 @@ class HeadOutputs(NamedTuple):
         return HeadOutputs([c.clone() for c in self.cls_scores], [r.clone() for r in self.bbox_preds])
 
 
+class TowerFeatures(NamedTuple):
+    """Per-level tower features at one depth of the head (CrossKD's crossing point).
+
+    Attributes:
+        cls_feats, reg_feats: ``[B, F, H_l, W_l]`` per level: the output of tower conv ``depth - 1``
+            of the class / box tower *before* its ReLU (conv -> GroupNorm), or the FPN map itself at
+            depth 0.
+        depth: how many tower convs produced them (0 = none).
+    """
+
+    cls_feats: list[Tensor]
+    reg_feats: list[Tensor]
+    depth: int
+
+
 class DGQP(nn.Module):
     """Distribution-Guided Quality Predictor (GFL v2).
 
@@ -98,6 +113,7 @@ class GFLHead(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes, self.reg_max = num_classes, reg_max
+        self.in_channels, self.feat_channels = in_channels, feat_channels
         self.cls_convs = nn.ModuleList()
         self.reg_convs = nn.ModuleList()
         for i in range(stacked_convs):
@@ -141,4 +157,48 @@ class GFLHead(nn.Module):
             c, r = self.forward_single(x, scale)
             cls_scores.append(c)
             bbox_preds.append(r)
+        return HeadOutputs(cls_scores, bbox_preds)
+
+    @property
+    def stacked_convs(self) -> int:
+        return len(self.cls_convs)
+
+    def forward_tower(self, feats: list[Tensor], depth: int) -> TowerFeatures:
+        """The first ``depth`` convs of both towers at every level, the last one without its ReLU.
+
+        ``forward_from(forward_tower(feats, k))`` equals ``forward(feats)`` for every ``k`` in
+        ``0..stacked_convs``; CrossKD feeds the student's :class:`TowerFeatures` to the teacher's
+        :meth:`forward_from` instead.
+        """
+        if not 0 <= depth <= self.stacked_convs:
+            raise ValueError(f"tower depth {depth} is outside 0..{self.stacked_convs} (the head's convs)")
+        cls_feats, reg_feats = [], []
+        for x in feats:
+            c, r = x, x
+            for i in range(depth):
+                c = self.cls_convs[i](c, activate=i + 1 < depth)
+                r = self.reg_convs[i](r, activate=i + 1 < depth)
+            cls_feats.append(c)
+            reg_feats.append(r)
+        return TowerFeatures(cls_feats, reg_feats, depth)
+
+    def forward_from(self, tower: TowerFeatures) -> HeadOutputs:
+        """Finish the head from :class:`TowerFeatures` of depth ``k``: ReLU (when ``k > 0``), tower convs
+        ``k..stacked_convs-1``, the output convs, each level's :class:`Scale` and (v2) the DGQP."""
+        k = tower.depth
+        if not 0 <= k <= self.stacked_convs:
+            raise ValueError(f"tower depth {k} is outside 0..{self.stacked_convs} (the head's convs)")
+        cls_scores, bbox_preds = [], []
+        for c, r, scale in zip(tower.cls_feats, tower.reg_feats, self.scales):
+            if k > 0:
+                c, r = torch.relu(c), torch.relu(r)
+            for i in range(k, self.stacked_convs):
+                c = self.cls_convs[i](c)
+                r = self.reg_convs[i](r)
+            cls_score = self.gfl_cls(c)
+            bbox_pred = scale(self.gfl_reg(r))
+            if self.dgqp is not None:
+                cls_score = joint_logit(cls_score, self.dgqp(bbox_pred))
+            cls_scores.append(cls_score)
+            bbox_preds.append(bbox_pred)
         return HeadOutputs(cls_scores, bbox_preds)

@@ -29,12 +29,13 @@ class ConvNorm(nn.Module):
         self.gn = nn.GroupNorm(norm_groups, out_channels) if norm_groups is not None else None
         self.relu = relu
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, activate: bool = True) -> Tensor:
+        """``activate=False``: the normalised conv output before the ReLU (where CrossKD crosses)."""
         x = self.conv(x)
         if self.gn is not None:
             x = self.gn(x)
         # In place, as mmcv's ConvModule: neither the conv nor GroupNorm needs its output for backward.
-        return torch.relu_(x) if self.relu else x
+        return torch.relu_(x) if self.relu and activate else x
 
 
 class Scale(nn.Module):

@@ -1,0 +1,77 @@
+"""Tiny detectors and batches for the distillation tests (CPU, milliseconds)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from locdistill.models.fpn import FPN
+from locdistill.models.gfl import GFL
+from locdistill.models.gfl_head import GFLHead
+from locdistill.structures import Batch, ImageMeta, Targets
+
+
+class TinyBackbone(nn.Module):
+    """Three strided conv stages giving C3-C5 at strides 8/16/32."""
+
+    def __init__(self, width: int = 8, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 4, 1), nn.ReLU())
+        self.c3 = nn.Sequential(nn.Conv2d(width, width, 3, 2, 1), nn.ReLU())
+        self.c4 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU())
+        self.c5 = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.ReLU())
+        self.out_channels = [width, 2 * width, 4 * width]
+        self.mean, self.std = mean, std
+
+    def forward(self, x):
+        c3 = self.c3(self.stem(x))
+        c4 = self.c4(c3)
+        return [c3, c4, self.c5(c4)]
+
+
+def tiny_gfl(
+    seed: int = 0,
+    feat: int = 32,
+    convs: int = 2,
+    num_classes: int = 3,
+    reg_max: int = 16,
+    fpn: int = 32,
+    dgqp: bool = False,
+    **backbone,
+) -> GFL:
+    """A GFL with a tiny backbone; head weights drawn wider than the init so that the towers matter."""
+    torch.manual_seed(seed)
+    bb = TinyBackbone(**backbone)
+    neck = FPN(bb.out_channels, fpn, 5)
+    head = GFLHead(
+        num_classes, fpn, feat, stacked_convs=convs, num_levels=5, reg_max=reg_max, norm_groups=8, dgqp=dgqp
+    )
+    for name, p in head.named_parameters():
+        if "conv" in name and p.ndim == 4:
+            nn.init.normal_(p, 0, 0.1)
+    return GFL(bb, neck, head, [8, 16, 32, 64, 128])
+
+
+def make_batch(num_images: int = 2, seed: int = 0, size: int = 128, flipped: bool = False) -> Batch:
+    """Random images with three boxes each; image ids ``seed*10 + i``."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(num_images, 3, size, size, generator=g)
+    targets, metas = [], []
+    for i in range(num_images):
+        boxes = torch.tensor([[10.0, 12.0, 60.0, 70.0], [50.0, 40.0, 120.0, 100.0], [5.0, 80.0, 30.0, 110.0]])
+        targets.append(Targets(boxes + i, torch.tensor([0, 1, 2])))
+        metas.append(
+            ImageMeta(
+                seed * 10 + i,
+                f"img{seed * 10 + i}",
+                (size, size),
+                (size, size),
+                (size, size),
+                flipped=flipped,
+            )
+        )
+    return Batch(images, targets, metas)
+
+
+def sub_batch(batch: Batch, index: list[int]) -> Batch:
+    return Batch(batch.images[index], [batch.targets[i] for i in index], [batch.metas[i] for i in index])
