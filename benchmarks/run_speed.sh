@@ -8,12 +8,13 @@
 # Run it on an otherwise idle machine: the steps are interleaved, but other load still adds noise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 mmdet="${1:-${MMDET_PYTHON:-/work/mmdet_venv/bin/python}}"
 mmdet_args=()
 if [[ -x "$mmdet" ]]; then mmdet_args=(--mmdet "$mmdet"); else echo "no mmdetection python at $mmdet: timing locdistill only" >&2; fi
 mkdir -p benchmarks/results
-python benchmarks/bench_train_step.py "${mmdet_args[@]}" \
+"$PYTHON" benchmarks/bench_train_step.py "${mmdet_args[@]}" \
     --variants eager,channels_last,foreach,compile,channels_last+compile,bf16,bf16+channels_last \
     --out benchmarks/results/train_step.json
-python benchmarks/profile_train_step.py --out benchmarks/results/profile_train_step.json
+"$PYTHON" benchmarks/profile_train_step.py --out benchmarks/results/profile_train_step.json

@@ -20,7 +20,8 @@ import bench_train_step  # noqa: E402
 
 
 def run_script(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    # PYTHON: the interpreter the shell scripts run (this test's, whether or not its venv is activated)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHON": sys.executable}
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
