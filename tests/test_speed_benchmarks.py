@@ -1,5 +1,6 @@
-"""The training-speed benchmark scripts: ``bench_train_step.py`` (mmdetection's protocol) writes its JSON,
-``gpu.sh`` / ``bench_gpu.py`` refuse to run without CUDA and check themselves on the CPU with --dry-run."""
+"""The training-speed benchmark scripts: ``bench_train_step.py`` (mmdetection's protocol) writes its
+JSON, ``summarize_before_after.py`` reads its runs, ``gpu.sh`` / ``bench_gpu.py`` refuse to run without
+CUDA and check themselves on the CPU with --dry-run."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.helpers import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_gpu  # noqa: E402
 import bench_train_step  # noqa: E402
+import summarize_before_after  # noqa: E402
 
 
 def run_script(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
@@ -110,3 +112,29 @@ def test_gpu_dry_run_on_cpu_writes_images_per_second(tmp_path: Path) -> None:
         (p, v, k) for p in ("fp32", "bf16") for v in ("eager", "channels_last") for k in ("plain", "ld")
     }
     assert all(r["images_per_s"] == pytest.approx(2 / r["median_s"]) for r in rows)
+
+
+def test_the_json_names_the_timed_source_and_before_after_summarises_it(tmp_path: Path) -> None:
+    assert bench_train_step.source_revision()["package"] == str(ROOT / "src" / "locdistill")
+
+    def payload(rev: str, plain: float, ratio: float) -> dict:
+        step = {"plain_step": {"median_s": plain}, "ld_step": {"median_s": 2 * plain}}
+        vs = {"step_time_ratio": {"plain": {"median": ratio}, "ld": {"median": ratio + 0.1}}}
+        return {
+            "setup": {"locdistill_source": {"git_rev": rev}},
+            "results": {"locdistill": {"eager": step}, "versus_mmdetection": {"eager": vs}},
+        }
+
+    for name, (rev, plain, ratio) in {
+        "before_1": ("aaa", 2.0, 1.10),
+        "before_2": ("aaa", 2.2, 1.14),
+        "after_1": ("bbb", 1.8, 1.00),
+        "after_2": ("bbb", 1.9, 1.04),
+    }.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload(rev, plain, ratio)))
+    summary = summarize_before_after.summarize(tmp_path)
+    assert summary["before"]["revisions"] == ["aaa", "aaa"]
+    after = summary["after"]["variants"]["eager"]
+    assert after["plain"]["step_median_s_per_run"] == [1.8, 1.9]
+    assert after["plain"]["vs_mmdetection_median"] == pytest.approx(1.02)
+    assert summary["before"]["variants"]["eager"]["ld"]["vs_mmdetection_per_run"] == [1.2, 1.24]

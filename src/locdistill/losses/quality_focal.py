@@ -24,7 +24,9 @@ def quality_focal_loss(pred: Tensor, labels: Tensor, scores: Tensor, beta: float
     num_classes = pred.shape[1]
     sigmoid = pred.sigmoid()
     pos = (labels >= 0) & (labels < num_classes)
-    onehot = F.one_hot(labels.clamp(0, num_classes - 1).long(), num_classes).bool() & pos[:, None]
+    # == against arange rather than F.one_hot, which reads the labels' min and max back to the host
+    classes = torch.arange(num_classes, device=labels.device)
+    onehot = (labels.long()[:, None] == classes) & pos[:, None]
     target = torch.where(onehot, scores[:, None].to(pred.dtype), torch.zeros_like(pred))
     modulator = (target - sigmoid).abs().pow(beta)
     loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * modulator
