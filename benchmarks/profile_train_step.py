@@ -8,6 +8,7 @@ made each autograd node (matched by the profiler's sequence numbers). Host syncs
 median over ``--repeats`` profiled steps after ``--warmup`` steps. Writes JSON.
 
     python benchmarks/profile_train_step.py --out benchmarks/results/profile_train_step.json
+    python benchmarks/profile_train_step.py --bf16 --channels-last   # the fast CPU setting
 """
 
 from __future__ import annotations
@@ -79,18 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (train.amp on CPU)")
+    parser.add_argument("--channels-last", action="store_true", help="train.channels_last")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_gfl(model_cfg(18)).train()
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(model, OptimConfig(), 1e-4)
     normalize = Normalize(model.mean, model.std)
     raw = random_inputs(args.batch, args.size, args.boxes, model.num_classes)
 
     def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            forward_backward()
+
+    def forward_backward() -> None:
         with record_function("part:preprocess"):
             batch = preprocess(raw, normalize)
+            if args.channels_last:
+                batch.images = batch.images.contiguous(memory_format=torch.channels_last)
         with record_function("part:backbone"):
             feats = model.backbone(batch.images)
         with record_function("part:fpn"):
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             "boxes_per_image": args.boxes,
             "threads": args.threads,
             "repeats": args.repeats,
+            "bf16_autocast": args.bf16,
+            "channels_last": args.channels_last,
             "note": "profiler overhead included; parts nest (backward:* lie inside backward)",
         },
     )
