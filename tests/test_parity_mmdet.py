@@ -168,7 +168,7 @@ def _head(ref: dict) -> GFLHead:
         reg_max=ref["reg_max"],
         norm_groups=ref["norm_cfg"]["num_groups"],
     )
-    from locdistill.models.mmdet_keys import convert_head_state_dict
+    from locdistill.weights.mmdet_keys import convert_head_state_dict
 
     head.load_state_dict(convert_head_state_dict(ref["state_dict"]), strict=True)
     return head

@@ -3,6 +3,7 @@
 Top-level names are imported lazily so that ``import locdistill`` (and ``locdistill --help``) stays fast::
 
     from locdistill import load_config, build_gfl, train, evaluate, load_model_weights
+    from locdistill import Detector          # Detector.from_checkpoint(path).predict(images)
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ _EXPORTS = {
     "build_distiller": "locdistill.engine.build",
     "train": "locdistill.engine.train",
     "evaluate": "locdistill.engine.evaluate",
+    "Detector": "locdistill.detector",
+    "Prediction": "locdistill.detector",
+    "build_detector_from_checkpoint": "locdistill.models.from_checkpoint",
+    "WeightsError": "locdistill.weights",
+    "read_weights": "locdistill.weights",
+    "load_weights": "locdistill.weights",
     "load_checkpoint": "locdistill.engine.checkpoint",
     "load_model_weights": "locdistill.engine.checkpoint",
     "save_checkpoint": "locdistill.engine.checkpoint",

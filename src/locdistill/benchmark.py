@@ -151,19 +151,22 @@ def random_inputs(
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    """``locdistill benchmark CONFIG [CKPT] [--num-images N] [--warmup W] [--img-size H W] ...``."""
+    """``locdistill benchmark [CONFIG] [CKPT] [--num-images N] [--warmup W] [--img-size H W] ...``
+    (a config alone times random weights; a checkpoint alone uses the config stored in it)."""
     from locdistill.config import load_config
     from locdistill.engine.device import pick_device
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
     from locdistill.models.gfl import build_gfl
-    from locdistill.models.weights import load_detector_weights
     from locdistill.utils.fuse import fuse_conv_bn
 
-    cfg = load_config(args.config, getattr(args, "set", None) or [])
-    cfg.model.backbone.pretrained = False
-    model = build_gfl(cfg.model)
-    if getattr(args, "checkpoint", None):
-        load_detector_weights(model, args.checkpoint)
-    model.eval()
+    overrides = getattr(args, "set", None) or []
+    if getattr(args, "checkpoint", None):  # CONFIG may be None: the checkpoint's stored config
+        model, info = build_detector_from_checkpoint(args.checkpoint, args.config, overrides)
+        cfg = info.config
+    else:  # random weights: timing only
+        cfg = load_config(args.config, overrides)
+        cfg.model.backbone.pretrained = False
+        model = build_gfl(cfg.model).eval()
     fused = fuse_conv_bn(model) if args.fuse_conv_bn else 0
     device = pick_device()
     model.to(device)

@@ -243,8 +243,8 @@ class CrossKDConfig:
 class DistillConfig:
     """Localization distillation from a frozen teacher.
 
-    ``teacher_config``: the teacher's own config file (relative paths are resolved against this
-    config's folder first); ``teacher_checkpoint``: its weights (locdistill, safetensors or
+    ``teacher_config``: the teacher's config file (relative to this config's folder first; empty: the
+    one stored in the teacher checkpoint); ``teacher_checkpoint``: its weights (locdistill, safetensors or
     mmdetection). ``normalize``: ``official`` reproduces the reference exactly (Main/VLR LD not divided
     by anything, so it grows with images per GPU); ``invariant`` keeps the per-image magnitude of
     official at ``reference_images_per_gpu`` images per GPU for any batch size. ``crosskd``: see

@@ -129,9 +129,9 @@ def _percent(value: float) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Entry point of ``locdistill demo`` (``args``: ``out``, ``quick``, ``seed``); returns the exit code."""
-    from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.logger import setup_logger
     from locdistill.engine.train import train
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"== training the {stage.name} ({stage.work_dir})", flush=True)
         finals[stage.name] = train(stage.cfg, stage.work_dir)
         seconds[stage.name] = time.perf_counter() - t0
-    models = {s.name: load_detector(s.cfg, finals[s.name])[0] for s in stages}
+    models = {s.name: build_detector_from_checkpoint(finals[s.name], s.cfg)[0] for s in stages}
     rows = {s.name: evaluate_stage(models[s.name], s.cfg) for s in stages}
     table = format_table(rows, seconds)
     gains = {s.name: {m: rows[s.name][m] - rows["baseline student"][m] for m in METRICS} for s in stages[2:]}

@@ -276,40 +276,22 @@ def _compare(what: str, got: Any, expected: Any, atol: float, rtol: float, diffs
         )
 
 
-def _class_names_of(checkpoint: str | Path, cfg: Any, num_classes: int) -> list[str] | None:
-    """Class names from the checkpoint's meta (ours or mmdetection's) or the config's datasets."""
-    from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_class_names
-    from locdistill.models.weights import read_checkpoint
-
-    obj = read_checkpoint(checkpoint)
-    names = mmdet_class_names(obj) if is_mmdet_checkpoint(obj) else (obj.get("meta") or {}).get("class_names")
-    if isinstance(names, list) and len(names) == num_classes:
-        return [str(n) for n in names]
-    for split in (cfg.data.train, cfg.data.val, cfg.data.test):
-        if split is not None and len(split.classes) == num_classes:
-            return list(split.classes)
-    return None
-
-
 def run_export(args: argparse.Namespace) -> int:
-    """``locdistill export CONFIG CKPT --format onnx --out FILE [--with-nms] [--img-size H W]``."""
-    from locdistill.config import load_config
-    from locdistill.models.gfl import build_gfl
-    from locdistill.models.weights import load_detector_weights
+    """``locdistill export [CONFIG] CKPT --format onnx --out FILE [--with-nms] [--img-size H W]``."""
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
     if args.format != "onnx":
         raise ValueError(f"unsupported export format {args.format!r} (supported: onnx)")
-    cfg = load_config(args.config, getattr(args, "set", None) or [])
-    cfg.model.backbone.pretrained = False
-    model = build_gfl(cfg.model)
-    load_detector_weights(model, args.checkpoint)
+    model, info = build_detector_from_checkpoint(
+        args.checkpoint, args.config, getattr(args, "set", None) or []
+    )
+    cfg = info.config
     if args.img_size:
         size = (int(args.img_size[0]), int(args.img_size[1]))
     else:
         long_side, short_side = cfg.data.img_scale
         size = (-(-short_side // 32) * 32, -(-long_side // 32) * 32)
-    names = _class_names_of(args.checkpoint, cfg, int(model.head.num_classes))  # type: ignore[arg-type]
-    path = export_onnx(model, args.out, size, args.with_nms, class_names=names)
+    path = export_onnx(model, args.out, size, args.with_nms, class_names=info.class_names)
     nms = cfg.model.test.nms.type if args.with_nms else "none"
     print(
         f"exported {cfg.source} with {args.checkpoint} to {path} "

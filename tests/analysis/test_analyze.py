@@ -118,7 +118,7 @@ def test_models_that_do_not_fit_are_refused_with_one_line(
     bare = tmp_path / "bare.pth"
     torch.save({"model": torch.load(checkpoints["student"], weights_only=True)["model"]}, bare)
     assert analyze([checkpoints["teacher"], bare], tmp_path / "c") == 2
-    assert "holds no config" in capsys.readouterr().err
+    assert "bare.pth stores no locdistill config" in capsys.readouterr().err
     assert analyze([checkpoints["teacher"], checkpoints["student"]], tmp_path / "d", "--names", "x") == 2
     assert "--names: give 2 different names" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "abcd")  # refused before writing anything

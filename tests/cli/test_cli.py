@@ -74,6 +74,29 @@ def test_arguments_of_delegated_commands() -> None:
     assert a.resume == "x.pth" and a.set == ["a=1", "b=2", "c=3"]
 
 
+def test_arguments_of_the_data_and_analysis_options() -> None:
+    parser = build_parser()
+    a = parser.parse_args(["train", "c.yaml", "--data-root", "/d", "--tensorboard"])
+    assert (a.data_root, a.tensorboard) == ("/d", True)
+    a = parser.parse_args(
+        ["test", "c.yaml", "w.pth", "--coco-backend", "faster_coco_eval", "--data-root", "/d"]
+    )
+    assert (a.coco_backend, a.data_root) == ("faster_coco_eval", "/d")
+    assert parser.parse_args(["test", "c.yaml", "w.pth"]).coco_backend is None  # the config decides
+    a = parser.parse_args(["analyze", "t.pth", "s.pth", "--data", "c.yaml", "--names", "T", "S"])
+    assert (a.baseline, a.out, a.num_images, a.split, a.names) == (
+        None,
+        Path("analysis"),
+        0,
+        "val",
+        ["T", "S"],
+    )
+    a = parser.parse_args(["plot", "w1", "w2"])
+    assert (a.work_dirs, a.out) == ([Path("w1"), Path("w2")], None)
+    a = parser.parse_args(["inspect-data", "c.yaml", "--out", "o", "--data-root", "/d"])
+    assert (a.out, a.num_images, a.data_root) == (Path("o"), 4, "/d")
+
+
 # ---------------------------------------------------------------------------------------- errors
 def test_wrong_config_key_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code = main(
@@ -296,7 +319,7 @@ def test_mmdet_checkpoint_converts_and_evaluates_with_test(
     evaluated by ``locdistill test`` as it is, and after ``convert --from-mmdet``, with the same table."""
     from locdistill.config import load_config
     from locdistill.models.gfl import build_gfl
-    from tests.models.test_mmdet_import import HistoryBuffer, to_mmdet_keys
+    from tests.weights.test_mmdet_import import HistoryBuffer, to_mmdet_keys
 
     monkeypatch.chdir(ROOT)
     config = "configs/gfl/gfl_r18_fpn_bccd.yaml"

@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_coco_metrics_table_and_results(checkpoint: tuple[Path, Path]) -> None:
     ckpt, base = checkpoint
     cfg = tiny_config(base, ["model.test.score_thr=0.0"])
-    result = evaluate_checkpoint(cfg, ckpt)  # no data.test: data.val
+    result = evaluate_checkpoint(ckpt, cfg)  # no data.test: data.val
     assert result is not None and result.num_images == 6
     assert "AP" in result.metrics and 0.0 <= result.metrics["AP"] <= 1.0
     assert "Average Precision" in result.table
@@ -35,8 +35,8 @@ def test_coco_metrics_table_and_results(checkpoint: tuple[Path, Path]) -> None:
 def test_format_only_and_the_voc_metric(checkpoint: tuple[Path, Path]) -> None:
     ckpt, base = checkpoint
     cfg = tiny_config(base, ["model.test.score_thr=0.0"])
-    only = evaluate_checkpoint(cfg, ckpt, format_only=True)
+    only = evaluate_checkpoint(ckpt, cfg, format_only=True)
     assert only is not None and only.metrics == {} and only.table == "" and only.records
-    voc = evaluate_checkpoint(cfg, ckpt, split="val", metric="voc")
+    voc = evaluate_checkpoint(ckpt, cfg, split="val", metric="voc")
     assert voc is not None and "mAP" in voc.metrics
     assert {"label", "category"} <= set(voc.records[0])  # detection records name the class

@@ -48,7 +48,7 @@ import torch
 
 from locdistill.config import load_config
 from locdistill.models.gfl import build_gfl
-from locdistill.models.mmdet_keys import convert_detector_state_dict
+from locdistill.weights.mmdet_keys import convert_detector_state_dict
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src" / "locdistill" / "configs"
 Shape = tuple[int, ...]

@@ -23,10 +23,10 @@ import torch
 
 from locdistill.cli import main
 from locdistill.config import BackboneConfig, Config, HeadConfig, ModelConfig, NeckConfig
-from locdistill.engine.checkpoint import load_detector
+from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.models.gfl import GFL, build_gfl
-from locdistill.models.mmdet_import import mmdet_class_names, mmdet_meta, restricted_load
-from locdistill.models.restricted_pickle import Placeholder
+from locdistill.weights.mmdet_import import mmdet_class_names, mmdet_meta, restricted_load
+from locdistill.weights.restricted_pickle import Placeholder
 
 CLASSES = ("RBC", "WBC", "Platelets")
 
@@ -175,7 +175,7 @@ def test_mmdet_file_with_pickled_objects_converts_and_loads(
     with torch.no_grad():
         expected = model(images)
         for path in (src, out):
-            loaded, _ = load_detector(tiny_config(), path)
+            loaded, _ = build_detector_from_checkpoint(path, tiny_config())
             got = loaded(images)
             for a, b in zip(expected.cls_scores + expected.bbox_preds, got.cls_scores + got.bbox_preds):
                 assert torch.equal(a, b)

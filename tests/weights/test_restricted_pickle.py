@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from locdistill.models.restricted_pickle import (
+from locdistill.weights.restricted_pickle import (
     Placeholder,
     UnsafeCheckpointError,
     _pickle_module,

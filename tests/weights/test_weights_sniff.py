@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 
 from locdistill.cli import main
 from locdistill.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from locdistill.models.mmdet_import import convert_mmdet_checkpoint
-from locdistill.models.weights import read_checkpoint
 from locdistill.utils.atomic_write import atomic_write
+from locdistill.weights import read_weights
+from locdistill.weights.mmdet_import import convert_mmdet_checkpoint
 from locdistill.weights_sniff import describe_unreadable
 
 LFS_POINTER = (
@@ -88,7 +88,7 @@ def test_each_unreadable_file_is_described(tmp_path: Path, case: str) -> None:
     assert message is not None and message.startswith(f"{path} {expected}") and "\n" not in message
     # the readers of today raise that line
     with pytest.raises(ValueError) as info:
-        read_checkpoint(path)
+        read_weights(path)
     assert str(info.value) == message
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)

@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from locdistill.analysis.collect import REGIONS, Collected, collect
 from locdistill.analysis.edges import SIDES
-from locdistill.config import Config, config_from_dict, load_config
+from locdistill.config import Config, load_config
 from locdistill.models.gfl import GFL
 
 log = logging.getLogger(__name__)
@@ -31,21 +31,13 @@ COLORS = ("tab:green", "tab:red", "tab:gray")
 
 
 def load_model(path: Path, device: torch.device) -> tuple[GFL, Config]:
-    """The detector of a checkpoint, built from the config stored in it, in eval mode on ``device``."""
-    from locdistill.engine.checkpoint import CheckpointError, load_checkpoint_any, load_model_weights
-    from locdistill.models.gfl import build_gfl
+    """The detector of a checkpoint, built from the config stored in it, in eval mode on ``device``
+    (:func:`~locdistill.models.from_checkpoint.build_detector_from_checkpoint`: a file that stores no
+    config is refused with a one-line error)."""
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
-    ckpt = load_checkpoint_any(path)
-    if not isinstance(ckpt.get("config"), dict):
-        raise CheckpointError(
-            f"{path} holds no config (ckpt['config']); analyze builds each model from its own config: use a "
-            "locdistill training checkpoint or one made by 'locdistill convert'"
-        )
-    cfg = config_from_dict(ckpt["config"])
-    cfg.model.backbone.pretrained = False  # every weight comes from the checkpoint
-    model = build_gfl(cfg.model)
-    load_model_weights(model, ckpt, strict=True)
-    return model.to(device).eval(), cfg
+    model, info = build_detector_from_checkpoint(path, device=device)
+    return model, info.config
 
 
 def model_paths(args: argparse.Namespace) -> dict[str, Path]:

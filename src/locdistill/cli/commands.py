@@ -67,24 +67,23 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from locdistill.config import load_config
-    from locdistill.config_resolve import set_data_root
     from locdistill.engine.distributed import cleanup_distributed, init_distributed
     from locdistill.engine.evaluate import evaluate_checkpoint
     from locdistill.engine.logger import setup_logger
 
-    cfg = load_config(args.config, args.set)
-    set_data_root(cfg, args.data_root)
+    overrides = list(args.set)
     if args.coco_backend is not None:
-        cfg.evaluation.coco_backend = args.coco_backend
+        overrides.append(f"evaluation.coco_backend={args.coco_backend}")
     if args.format_only and args.out is None:
         raise ValueError("--format-only needs --out FILE (the detections are all it produces)")
     rank, _, _ = init_distributed()
     try:
         setup_logger(None, rank)
         result = evaluate_checkpoint(
-            cfg,
             args.checkpoint,
+            args.config,  # None: the config stored in the checkpoint
+            overrides=overrides,
+            data_root=args.data_root,
             split=args.split,
             metric=args.metric,
             use_ema=args.ema,
@@ -103,16 +102,14 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from locdistill.config import load_config
-    from locdistill.engine.checkpoint import load_detector
     from locdistill.engine.device import pick_device
     from locdistill.engine.predict import predict_images
+    from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
-    cfg = load_config(args.config, args.set)
     device = pick_device(args.device)
-    model, meta = load_detector(cfg, args.checkpoint, device)
+    model, info = build_detector_from_checkpoint(args.checkpoint, args.config, args.set, device)
     written = predict_images(
-        model, cfg, args.images, args.out, args.score_thr, device, class_names=meta.get("class_names")
+        model, info.config, args.images, args.out, args.score_thr, device, class_names=info.class_names
     )
     print(f"{len(written)} image(s) and detections.json written to {args.out}")
     return 0
@@ -125,7 +122,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 "--ema does not apply to --from-mmdet (mmdetection checkpoints hold one set of weights)"
             )
         try:
-            from locdistill.models.mmdet_import import convert_mmdet_checkpoint
+            from locdistill.weights.mmdet_import import convert_mmdet_checkpoint
         except ImportError as e:
             raise CommandUnavailable(
                 f"mmdetection import is not available in this installation ({e})"

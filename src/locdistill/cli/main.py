@@ -21,7 +21,7 @@ from locdistill.cli.commands import (
     cmd_test,
     cmd_train,
 )
-from locdistill.cli.parser import build_parser
+from locdistill.cli.parser import build_parser, sort_paths
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "train": cmd_train,
@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
+        sort_paths(args)  # [CONFIG] CKPT -> args.config (None: the stored one), args.checkpoint
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

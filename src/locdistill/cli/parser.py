@@ -22,15 +22,22 @@ examples:
   locdistill train configs/gfl/gfl_r18_fpn_coco128.yaml --set data.train.root=/data/coco128 train.epochs=3
   locdistill train CONFIG --resume                          # continue from WORK_DIR/latest.pth
   torchrun --nproc_per_node=8 -m locdistill train configs/ld/ld_gflv1_r101_r18_fpn_coco_1x.yaml
-  locdistill test CONFIG work_dirs/NAME/latest.pth --out dets.json
-  locdistill predict CONFIG CKPT img1.jpg img2.jpg --out preds/
+  locdistill test work_dirs/NAME/latest.pth --out dets.json   # the config stored in the checkpoint
+  locdistill test CONFIG mmdet_gfl_r50.pth                    # files that store none need one
+  locdistill predict [CONFIG] CKPT img1.jpg img2.jpg --out preds/
   locdistill convert work_dirs/NAME/latest.pth student.safetensors
   locdistill convert mmdet_ld_r101_r18.pth student.pth --from-mmdet
-  locdistill benchmark CONFIG CKPT --num-images 200
+  locdistill benchmark [CONFIG] CKPT --num-images 200
   locdistill analyze teacher.pth student.pth baseline.pth --data CONFIG --out analysis/
   locdistill plot work_dirs/baseline work_dirs/ld --out curves.png
   locdistill inspect-data CONFIG --out data_check/
 """
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+PATHS_HELP = (
+    "CONFIG is optional: a checkpoint of ours stores its config (a .yaml/.yml CONFIG, or a shipped config "
+    "name, replaces it); --set applies on top of either"
+)
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -96,9 +103,12 @@ def add_chain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_test_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="config file or shipped config name")
+    p.usage = "locdistill test [CONFIG] CKPT [options]"
     p.add_argument(
-        "checkpoint", help="locdistill .pth / .safetensors, plain state dict or mmdetection checkpoint"
+        "paths",
+        nargs="+",
+        metavar="[CONFIG] CKPT",
+        help="locdistill .pth / .safetensors, plain state dict or mmdetection checkpoint; " + PATHS_HELP,
     )
     p.add_argument("--metric", choices=["coco", "voc"], help="default: the config's metric")
     p.add_argument("--out", type=Path, help="write the detections as a COCO results json")
@@ -124,9 +134,8 @@ def add_test_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="config file or shipped config name")
-    p.add_argument("checkpoint", help="model weights")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files")
+    p.usage = "locdistill predict [CONFIG] CKPT IMAGE [IMAGE ...] --out DIR [options]"
+    p.add_argument("paths", nargs="+", metavar="[CONFIG] CKPT IMAGE", help=f"image files; {PATHS_HELP}")
     p.add_argument(
         "--out", type=Path, required=True, help="output folder for drawn images and detections.json"
     )
@@ -157,8 +166,13 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="config file or shipped config name")
-    p.add_argument("checkpoint", nargs="?", help="weights (random init when omitted)")
+    p.usage = "locdistill benchmark [CONFIG] [CKPT] [options]"
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[CONFIG] [CKPT]",
+        help=f"a CONFIG alone times random weights; {PATHS_HELP}",
+    )
     p.add_argument("--num-images", type=int, default=200, help="timed images (default 200)")
     p.add_argument("--warmup", type=int, default=50, help="untimed warm-up iterations (default 50)")
     _add_img_size(p)
@@ -170,8 +184,8 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="config file or shipped config name")
-    p.add_argument("checkpoint", help="model weights")
+    p.usage = "locdistill export [CONFIG] CKPT --out FILE [options]"
+    p.add_argument("paths", nargs="+", metavar="[CONFIG] CKPT", help=f"model weights; {PATHS_HELP}")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=Path, required=True, help="output file")
     p.add_argument("--with-nms", action="store_true", help="include post-processing and NMS in the graph")
@@ -244,15 +258,17 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand(
         "test",
         "evaluate a checkpoint (COCO or VOC metric); works under torchrun",
-        "examples:\n  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/"
-        "latest.pth\n  locdistill test CONFIG CKPT --out dets.json   # COCO results json (e.g. test-dev)\n"
+        "examples:\n  locdistill test work_dirs/gfl_r18_fpn_coco128/latest.pth   # its stored config, data\n"
+        "  locdistill test configs/gfl/gfl_r18_fpn_coco128.yaml work_dirs/gfl_r18_fpn_coco128/latest.pth\n"
+        "  locdistill test CKPT --set data.val.root=/data/coco128     # --set on the stored config\n"
+        "  locdistill test CONFIG CKPT --out dets.json   # COCO results json (e.g. test-dev)\n"
         "  torchrun --nproc_per_node=8 -m locdistill test CONFIG CKPT",
         add_test_arguments,
     ),
     Subcommand(
         "predict",
         "draw detections on images and write them as JSON",
-        "example:\n  locdistill predict CONFIG CKPT photo.jpg --out preds/ --score-thr 0.3",
+        "example:\n  locdistill predict CKPT photo.jpg --out preds/ --score-thr 0.3   # or CONFIG CKPT IMAGE",
         add_predict_arguments,
     ),
     Subcommand(
@@ -307,6 +323,52 @@ SUBCOMMANDS: list[Subcommand] = [
         add_inspect_data_arguments,
     ),
 ]
+
+
+def looks_like_config(arg: str) -> bool:
+    """A ``.yaml`` / ``.yml`` path, or a shipped config name (``gfl/gfl_r18_fpn_coco128``) that is no file."""
+    if Path(arg).suffix.lower() in CONFIG_SUFFIXES:
+        return True
+    if Path(arg).exists():
+        return False
+    from locdistill.config import ConfigError, resolve_config_path
+
+    try:
+        resolve_config_path(arg)
+    except ConfigError:
+        return False
+    return True
+
+
+def sort_paths(args: argparse.Namespace) -> None:
+    """Turn the positional ``paths`` of test / predict / export / benchmark into ``args.config`` (``None``:
+    the config stored in the checkpoint), ``args.checkpoint`` and, for predict, ``args.images``.
+
+    Two paths are CONFIG CKPT; one is a CONFIG when it looks like one (benchmark: random weights),
+    else a CKPT. Raises ``ValueError`` naming what is missing.
+    """
+    paths = getattr(args, "paths", None)
+    if paths is None:
+        return
+    paths = [str(p) for p in paths]
+    config: str | None = None
+    if args.command == "predict":
+        if looks_like_config(paths[0]):
+            config, paths = paths[0], paths[1:]
+        if len(paths) < 2:
+            raise ValueError("predict needs a checkpoint and at least one image: [CONFIG] CKPT IMAGE ...")
+        args.config, args.checkpoint, args.images = config, paths[0], [Path(p) for p in paths[1:]]
+        return
+    if len(paths) > 2:
+        raise ValueError(f"{args.command} takes [CONFIG] CKPT, got {len(paths)} paths: {' '.join(paths)}")
+    if len(paths) == 2:
+        args.config, args.checkpoint = paths
+    elif args.command == "benchmark" and looks_like_config(paths[0]):
+        args.config, args.checkpoint = paths[0], None
+    elif looks_like_config(paths[0]):
+        raise ValueError(f"{args.command} needs a checkpoint after the config {paths[0]}: CONFIG CKPT")
+    else:
+        args.config, args.checkpoint = None, paths[0]
 
 
 def build_parser() -> argparse.ArgumentParser:

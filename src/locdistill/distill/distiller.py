@@ -156,8 +156,10 @@ class Distiller(nn.Module):
         if self.cache is not None:
             self.cache.after_assignment(assignment, batch.targets)
         positives = self.student.positive_samples(s_out, assignment)
-        losses = self.student.loss(s_out, batch.targets, batch.metas, assignment, positives)
-        losses.update(self.distill_losses(s_out, t_out, assignment, batch, positives))
+        losses = self.student.loss(
+            s_out, batch.targets, batch.metas, assignment=assignment, positives=positives
+        )
+        losses.update(self.distill_losses(s_out, t_out, assignment, batch, positives=positives))
         if self.crosskd is not None:  # CrossKD: the student's tower features through the teacher head
             assert teacher.hold_sums is not None
             cross = self.crosskd.cross_outputs(self.teacher.head, s_tower, teacher.hold_sums)

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic saving, safe loading (``weights_only`` / safetensors), weight import.
+"""Training checkpoints: atomic saving, pruning, RNG state; reading goes through :mod:`locdistill.weights`.
 
 Layout of a training checkpoint (every value loadable with ``torch.load(weights_only=True)``)::
 
@@ -20,9 +20,7 @@ A converted (``locdistill convert``) checkpoint keeps only ``model``, ``config``
 from __future__ import annotations
 
 import json
-import logging
 import os
-import pickle
 import random
 import re
 import shutil
@@ -32,25 +30,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from safetensors.torch import save_file
+from torch import nn
 
-from locdistill.config import Config
-from locdistill.models.gfl import GFL, build_gfl
-from locdistill.models.mmdet_import import is_mmdet_checkpoint, mmdet_state_dict, restricted_load
-from locdistill.models.weights import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
 from locdistill.utils.atomic_write import atomic_write
-from locdistill.weights_sniff import describe_unreadable
-
-logger = logging.getLogger(__name__)
-
-SAFETENSORS_SUFFIX = ".safetensors"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read safely or does not fit the model."""
-
+from locdistill.utils.hashing import sha256_file  # noqa: F401 (re-exported by locdistill.engine)
+from locdistill.weights import SAFETENSORS_SUFFIX, extract_state_dict, load_weights, read_weights
+from locdistill.weights import WeightsError as CheckpointError  # noqa: F401 (the one weights error, old name)
 
 # ------------------------------------------------------------------------------------------ saving
 _atomic_write = atomic_write  # the name the rest of the engine uses
@@ -108,109 +94,11 @@ def prune_checkpoints(work_dir: Path, keep_last: int, iters_per_epoch: int) -> l
 
 # ----------------------------------------------------------------------------------------- loading
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely: ``torch.load(weights_only=True)`` or safetensors.
-
-    A safetensors file comes back as ``{"model": tensors, "config": ..., "meta": ...}``. A pickle that
-    holds anything beyond tensors and plain containers is refused with :class:`CheckpointError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == SAFETENSORS_SUFFIX:
-        try:
-            tensors = load_file(str(path), device=str(map_location))
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-        except Exception as e:  # safetensors raises its own SafetensorError
-            if isinstance(e, OSError):
-                raise
-            raise CheckpointError(
-                describe_unreadable(path) or f"cannot read safetensors file {path}: {e}"
-            ) from None
-        out: dict[str, Any] = {"model": tensors}
-        for key in ("config", "meta"):
-            if key in metadata:
-                out[key] = json.loads(metadata[key])
-        return out
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        problem = describe_unreadable(path)  # an LFS pointer, a raw pickle, a text file ...
-        if problem is not None:
-            raise CheckpointError(problem) from None
-        first = str(e).strip().splitlines()
-        detail = next(
-            (line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else ""
-        )
-        raise CheckpointError(
-            f"refusing to load {path}: it is not a plain weights file (torch.load with weights_only=True "
-            f"found an object that would need arbitrary unpickling: {detail.strip()}). Convert it in a "
-            "trusted environment, or use 'locdistill convert --from-mmdet' for mmdetection checkpoints."
-        ) from None
-    except (
-        Exception
-    ) as e:  # torch.load raises RuntimeError, EOFError, KeyError, IndexError ... on other files
-        if isinstance(e, OSError):
-            raise
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            describe_unreadable(path) or f"cannot read checkpoint {path}: {reason}"
-        ) from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, expected a dict")
-    return data
-
-
-def load_checkpoint_any(path: str | Path) -> dict[str, Any]:
-    """:func:`load_checkpoint`, and for an mmdetection checkpoint (which ``weights_only`` refuses) the
-    restricted importer of :mod:`locdistill.models.mmdet_import` (it never runs code from the file):
-    ``{"model": state dict in our key names, "meta": {"converted_from": "mmdetection"}}``."""
-    try:
-        return load_checkpoint(path)
-    except CheckpointError as refused:
-        if "refusing to load" not in str(refused):
-            raise
-        try:
-            obj = restricted_load(path)
-        except Exception:
-            raise refused from None
-        if not is_mmdet_checkpoint(obj):
-            raise refused from None
-        state, _skipped = mmdet_state_dict(obj, str(path))
-        return {"model": state, "meta": {"converted_from": "mmdetection"}}
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def extract_state_dict(ckpt: Mapping[str, Any], use_ema: bool = False) -> dict[str, Tensor]:
-    """The model weights in ``ckpt``: ours (``model`` / ``ema.module``), a ``state_dict`` entry, or a
-    plain state dict. A ``module.`` prefix (DDP) is removed."""
-    if use_ema:
-        ema = ckpt.get("ema")
-        if not ema or "module" not in ema:
-            raise CheckpointError("the checkpoint has no EMA weights (train with train.ema=true)")
-        sd = ema["module"]
-    elif "model" in ckpt and _is_state_dict(ckpt["model"]):
-        sd = ckpt["model"]
-    elif "state_dict" in ckpt and _is_state_dict(ckpt["state_dict"]):
-        sd = ckpt["state_dict"]
-    elif _is_state_dict(ckpt):
-        sd = ckpt
-    else:
-        raise CheckpointError(
-            "no model weights found: expected a locdistill checkpoint ('model'), a 'state_dict' entry or a "
-            f"plain state dict; top-level keys are {sorted(map(str, ckpt))[:10]}"
-        )
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return dict(sd)
-
-
-def _key_list(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in total)" if len(keys) > limit else "")
+    """A checkpoint of ours as a dict (to resume from, or to convert): ``torch.load(weights_only=True)``
+    or safetensors (``{"model": tensors, "config": ..., "meta": ...}``), through
+    :func:`locdistill.weights.read_weights`. A pickle holding anything beyond tensors and plain
+    containers is refused with :class:`CheckpointError` (mmdetection files included)."""
+    return read_weights(path, map_location, allow_mmdet=False).content
 
 
 def load_model_weights(
@@ -219,44 +107,16 @@ def load_model_weights(
     strict: bool = True,
     use_ema: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """Load weights into ``model`` from a path (ours, plain state dict, safetensors) or a loaded dict.
-
-    Returns ``(missing, unexpected)`` keys. With ``strict`` any missing or unexpected key, or a shape
-    mismatch, raises :class:`CheckpointError` listing them; otherwise they are logged as warnings.
-    """
-    name = str(source) if isinstance(source, (str, Path)) else "the given state"
-    ckpt = load_checkpoint(source) if isinstance(source, (str, Path)) else source
-    sd = extract_state_dict(ckpt, use_ema=use_ema)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [
-        f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(own[k].shape)})"
-        for k in own
-        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_key_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_key_list(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_key_list(mismatched)}")
-    if mismatched or (strict and problems):
-        hint = ""
-        if unexpected and any(k.startswith(("bbox_head.", "neck.fpn_convs")) for k in unexpected):
-            hint = " (an mmdetection checkpoint? convert it with 'locdistill convert --from-mmdet')"
-        raise CheckpointError(f"weights in {name} do not fit the model: " + "; ".join(problems) + hint)
-    if problems:
-        logger.warning("loading %s: %s", name, "; ".join(problems))
-    model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-    return missing, unexpected
+    """:func:`locdistill.weights.load_weights` returning ``(missing, unexpected)`` keys (kept for the
+    public API; raises :class:`CheckpointError` naming every key that does not fit)."""
+    report = load_weights(model, source, strict=strict, use_ema=use_ema)
+    return report.missing, report.unexpected
 
 
 def strip_to_weights(ckpt: Mapping[str, Any], use_ema: bool = False) -> dict[str, Any]:
     """A small deployable checkpoint: the student (or its EMA) weights, the config and the meta; no
     optimizer, scheduler, scaler, RNG, EMA copy or teacher."""
-    sd = extract_state_dict(ckpt, use_ema=use_ema)
+    sd, _ = extract_state_dict(ckpt, use_ema=use_ema)
     sd = {k: v for k, v in sd.items() if not k.startswith(("teacher.", "student.teacher."))}
     if any(k.startswith("student.") for k in sd):
         sd = {k[len("student.") :]: v for k, v in sd.items() if k.startswith("student.")}
@@ -298,17 +158,3 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate((version, tuple(py_state), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-
-
-def load_detector(
-    cfg: Config, checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = False
-) -> tuple[GFL, dict[str, Any]]:
-    """The GFL of ``cfg`` (a :class:`~locdistill.config.Config`) with the weights of ``checkpoint``
-    (any format :func:`load_checkpoint_any` reads, mmdetection included), on ``device`` in eval mode,
-    and the checkpoint's ``meta`` (``{}`` when it has none)."""
-    cfg.model.backbone.pretrained = False  # the checkpoint holds every weight
-    model = build_gfl(cfg.model)
-    ckpt = load_checkpoint_any(checkpoint)
-    load_model_weights(model, ckpt, strict=True, use_ema=use_ema)
-    meta = ckpt.get("meta")
-    return model.to(device).eval(), meta if isinstance(meta, dict) else {}

