@@ -9,4 +9,5 @@ python benchmarks/bench_train_step.py --out benchmarks/results/train_step.json
 python benchmarks/bench_inference.py --out benchmarks/results/inference.json
 python benchmarks/bench_nms.py --out benchmarks/results/nms.json
 python benchmarks/bench_coco_eval.py --out benchmarks/results/coco_eval.json
+python benchmarks/bench_data_check.py --out benchmarks/results/data_check.json
 python benchmarks/bench_distill_epoch.py --out benchmarks/results/distill_epoch.json

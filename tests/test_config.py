@@ -112,10 +112,6 @@ def test_set_overrides_are_typed_by_the_schema(tmp_path: Path) -> None:
     assert cfg.metric == "voc"
 
 
-@pytest.mark.xfail(
-    reason="PyYAML (YAML 1.1) reads 1e-3 as a string, and config._convert rejects it for a float field",
-    strict=False,
-)
 def test_set_accepts_exponent_notation_for_floats(tmp_path: Path) -> None:
     cfg = load_config(
         write(tmp_path / "c.yaml", "train: {optim: {weight_decay: 1e-4}}\n"), ["train.optim.lr=1e-3"]
@@ -204,3 +200,63 @@ def test_seed_nms_name_is_an_alias_of_voting_cluster_diou(tmp_path: Path) -> Non
     assert via_set.model.test.nms.type == "voting_cluster_diou"
     with pytest.raises(ConfigError, match=r"model\.test\.nms\.type: 'soft_nms' is not one of"):
         load_config(write(tmp_path / "e.yaml", ""), ["model.test.nms.type=soft_nms"])
+
+
+# ------------------------------------------------------------------- YAML 1.2 floats and range checks
+def test_exponent_floats_in_files_and_base_chains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOLOST_LR", "5e-4")
+    write(tmp_path / "base.yaml", "train: {optim: {lr: 5e-4, warmup_ratio: 1E-3}}\n")
+    cfg = load_config(
+        write(tmp_path / "c.yaml", "_base_: base.yaml\ntrain: {optim: {weight_decay: 2.5e-5}}\n"),
+        ["train.optim.momentum=+9e-1", "train.ema_decay=.9998"],
+    )
+    assert cfg.train.optim.lr == 5e-4 and isinstance(cfg.train.optim.lr, float)
+    assert cfg.train.optim.warmup_ratio == 1e-3
+    assert cfg.train.optim.weight_decay == 2.5e-5
+    assert cfg.train.optim.momentum == 0.9 and cfg.train.ema_decay == 0.9998
+    # also through ${oc.env:...} (--set and files)
+    cfg = load_config(write(tmp_path / "e.yaml", "train: {optim: {lr: '${oc.env:NOLOST_LR}'}}\n"))
+    assert cfg.train.optim.lr == 5e-4
+    # strings that only look a little like numbers stay strings
+    cfg = load_config(write(tmp_path / "d.yaml", ""), ["data.train.root=1e", "data.val.root=5e-4x"])
+    assert (cfg.data.train.root, cfg.data.val.root) == ("1e", "5e-4x")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=0", r"train\.epochs must be at least 1, got 0"),
+        ("train.epochs=-2", r"train\.epochs must be at least 1, got -2"),
+        ("model.head.reg_max=0", r"model\.head\.reg_max must be at least 1, got 0"),
+        ("train.optim.lr=1e400", r"train\.optim\.lr must be a finite number above 0, got inf"),
+        ("train.optim.lr=.nan", r"train\.optim\.lr must be a finite number above 0"),
+        ("train.optim.lr=0", r"train\.optim\.lr must be a finite number above 0, got 0"),
+        ("data.images_per_gpu=0", r"data\.images_per_gpu must be at least 1"),
+        ("train.max_iters=0", r"train\.max_iters must be at least 1"),
+    ],
+)
+def test_values_out_of_range_name_the_key(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path / "c.yaml", ""), [override])
+
+
+def test_set_with_invalid_yaml_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--set data\.img_scale: '\[1, 2' is not a valid YAML value"):
+        load_config(write(tmp_path / "c.yaml", ""), ["data.img_scale=[1, 2"])
+
+
+@pytest.mark.parametrize("base", ["3", "{a: 1}", "[models/a.yaml, 5]", "''", "null"])
+def test_base_that_is_not_a_path_is_an_error(tmp_path: Path, base: str) -> None:
+    path = write(tmp_path / "c.yaml", f"_base_: {base}\n")
+    with pytest.raises(ConfigError, match=r"_base_ must be a path or a list of paths"):
+        load_config(path)
+
+
+def test_scaled_lr_that_overflows_is_an_error() -> None:
+    from locdistill.engine.optim import scaled_lr
+
+    assert scaled_lr(1e308, 8) == pytest.approx(5e307)
+    with pytest.raises(
+        ValueError, match=r"train\.optim\.lr=1e\+308 scaled to the total batch of 32 gives lr=inf"
+    ):
+        scaled_lr(1e308, 32)

@@ -5,6 +5,9 @@ paths, relative to the file) names files merged first; later files override earl
 (mappings merge recursively, everything else is replaced). An unknown key anywhere is an error that
 names the key and the file. ``--set a.b=v`` overrides are parsed as YAML scalars and then checked
 against the field's type, so ``--set train.epochs=3`` is an int and ``--set train.epochs=x`` an error.
+Numbers such as ``5e-4`` are floats (YAML 1.2, :mod:`locdistill.config_yaml`; PyYAML alone reads them
+as strings). Values out of range (``train.epochs < 1``, ``model.head.reg_max < 1``, an lr that is not
+a finite positive number) are errors naming the key (:func:`~locdistill.config_validation.check_values`).
 
 Only ``build_*`` functions read a :class:`Config`; modules take explicit keyword arguments.
 """
@@ -18,7 +21,12 @@ from typing import Any, Literal
 
 import yaml
 
-from locdistill.config_validation import ConfigError, from_dict
+from locdistill.config_distill import CrossKDConfig as CrossKDConfig
+from locdistill.config_distill import DistillConfig
+from locdistill.config_distill import LDTermConfig as LDTermConfig
+from locdistill.config_distill import VLRConfig as VLRConfig
+from locdistill.config_validation import ConfigError, check_values, from_dict
+from locdistill.config_yaml import parse_yaml, read_yaml_file
 
 PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -172,6 +180,8 @@ class OptimConfig:
 class TrainConfig:
     """The training run. ``amp``: autocast on CUDA (ignored on CPU) in ``amp_dtype``; float16 also
     uses a GradScaler. ``max_iters``: stop after this many iterations in total (tests, smoke runs).
+    ``checkpoint_iters``: also save ``iter_N.pth`` every this many iterations inside an epoch (0: only
+    at epoch ends), so a killed run with long epochs loses at most that much work.
     ``tensorboard``: also write the metrics.jsonl records as TensorBoard scalars (``WORK_DIR/tensorboard``;
     needs the ``tensorboard`` package)."""
 
@@ -185,88 +195,13 @@ class TrainConfig:
     sync_bn: bool = False
     eval_interval: int = 1
     checkpoint_interval: int = 1
+    checkpoint_iters: int = 0
     keep_last: int = 3
     log_interval: int = 50
     seed: int = 0
     deterministic: bool = False
     max_iters: int | None = None
     tensorboard: bool = False
-
-
-@dataclass
-class LDTermConfig:
-    """One distillation term: on/off, loss weight, softmax temperature."""
-
-    enabled: bool = False
-    weight: float = 0.25
-    temperature: float = 10.0
-
-
-@dataclass
-class VLRConfig(LDTermConfig):
-    """VLR LD: anchors whose DIoU with a GT lies in ``[alpha_low * alpha, alpha)`` (alpha = the GT's
-    ATSS threshold). ``diou``: ``official`` (overlap / anchor area minus centre penalty, as the
-    reference code) or ``true`` (the real DIoU). The summed loss is divided by ``divisor``."""
-
-    alpha_low: float = 0.25
-    divisor: float = 16.0
-    diou: Literal["official", "true"] = "official"
-
-
-@dataclass
-class CrossKDConfig:
-    """CrossKD (Wang et al., CVPR 2024): the student's head features cross into the frozen teacher head.
-
-    The student's tower features after its first ``layer`` convs (before that conv's ReLU; the FPN maps
-    at 0) are standardised per channel and re-scaled to the teacher's features at ``teacher_layer``
-    (default ``layer``), then run through the teacher's remaining tower convs and output convs. The
-    resulting cross-head predictions are distilled to the teacher's own: ``cls_weight`` x KD quality
-    focal loss (target the teacher's sigmoid, exponent ``cls_beta``) at every valid anchor, and
-    ``reg_weight`` x KL (temperature ``reg_temperature``, summed over bins) of the edge distributions
-    weighted by the teacher's max class score; ``bbox_weight`` > 0 adds GIoU between the decoded boxes
-    (the authors' later configs: reg 3 + bbox 2; the published GFL row: reg 4, no GIoU).
-    ``adapter``: a learned 1x1 conv per tower when the student's and teacher's widths differ there.
-    """
-
-    enabled: bool = False
-    layer: int = 3
-    teacher_layer: int | None = None
-    adapter: bool = False
-    cls_weight: float = 1.0
-    cls_beta: float = 1.0
-    reg_weight: float = 4.0
-    reg_temperature: float = 1.0
-    bbox_weight: float = 0.0
-
-
-@dataclass
-class DistillConfig:
-    """Localization distillation from a frozen teacher.
-
-    ``teacher_config``: the teacher's config file (relative to this config's folder first; empty: the
-    one stored in the teacher checkpoint); ``teacher_checkpoint``: its weights (locdistill, safetensors or
-    mmdetection). ``normalize``: ``official`` reproduces the reference exactly (Main/VLR LD not divided
-    by anything, so it grows with images per GPU); ``invariant`` keeps the per-image magnitude of
-    official at ``reference_images_per_gpu`` images per GPU for any batch size. ``crosskd``: see
-    :class:`CrossKDConfig` (it composes with the LD terms).
-
-    ``cache``: a folder for the teacher's outputs (:mod:`locdistill.distill.teacher_cache`), stored per
-    (image, flip, input size) in ``cache_dtype`` at ``all`` anchors or only at the ``needed`` ones
-    (positives and VLR: Main/VLR LD and Main KD only; CrossKD reads every anchor); later epochs read
-    them instead of running the teacher, and a miss runs it. Empty: no cache.
-    """
-
-    teacher_config: str = ""
-    teacher_checkpoint: str = ""
-    main_ld: LDTermConfig = field(default_factory=lambda: LDTermConfig(True, 0.25, 10.0))
-    vlr_ld: VLRConfig = field(default_factory=lambda: VLRConfig(False, 0.25, 10.0))
-    main_kd: LDTermConfig = field(default_factory=lambda: LDTermConfig(False, 10.0, 2.0))
-    normalize: Literal["official", "invariant"] = "official"
-    reference_images_per_gpu: float = 3.0
-    crosskd: CrossKDConfig = field(default_factory=CrossKDConfig)
-    cache: str = ""
-    cache_dtype: Literal["float16", "float32"] = "float16"
-    cache_anchors: Literal["all", "needed"] = "all"
 
 
 @dataclass
@@ -292,23 +227,6 @@ class Config:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError as e:
-        raise ConfigError(f"config file not found: {path}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} must hold a mapping at the top level, got {type(data).__name__}"
-        )
-    return data
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -340,12 +258,16 @@ def load_raw(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in _seen:
         raise ConfigError(f"config inheritance cycle: {' -> '.join(map(str, (*_seen, path)))}")
     try:
-        data = interpolate_env(_read_yaml(path))
+        data = interpolate_env(read_yaml_file(path))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b.strip() for b in bases):
+        raise ConfigError(
+            f"{path}: _base_ must be a path or a list of paths (relative to the file), got {bases!r}"
+        )
     merged: dict[str, Any] = {}
     for base in bases:
         merged = _merge(merged, load_raw(path.parent / base, (*_seen, path)))
@@ -366,7 +288,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.path=value")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text) if text else ""
+        try:
+            value = parse_yaml(text) if text else ""
+        except yaml.YAMLError as e:
+            problem = " ".join(str(getattr(e, "problem", "") or e).split())
+            raise ConfigError(
+                f"--set {key.strip()}: {text!r} is not a valid YAML value ({problem})"
+            ) from None
         parts = key.strip().split(".")
         node = raw
         for part in parts[:-1]:
@@ -394,6 +322,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             raw = apply_overrides(_deep_copy(raw), interpolate_env(list(overrides), "--set"))
         expand_ultralytics(raw, resolved, overrides or [])
         cfg: Config = from_dict(Config, raw)
+        check_values(cfg)
     except ConfigError as e:
         raise ConfigError(f"{resolved}: {e}") from None
     resolve_relative_paths(cfg, resolved.parent)
@@ -403,7 +332,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Validate a plain mapping (e.g. the config embedded in a checkpoint)."""
-    return from_dict(Config, _deep_copy(data))
+    cfg: Config = from_dict(Config, _deep_copy(data))
+    check_values(cfg)
+    return cfg
 
 
 def _deep_copy(data: Any) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from locdistill.config_validation import ConfigError
+from locdistill.config_yaml import parse_yaml
 
 ENV_PATTERN = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 
@@ -45,7 +46,7 @@ def _substitute(text: str, key: str) -> Any:
     out = ENV_PATTERN.sub(value_of, text)
     if whole is not None:
         try:
-            return yaml.safe_load(out) if out else ""
+            return parse_yaml(out) if out else ""
         except yaml.YAMLError:
             return out
     return out

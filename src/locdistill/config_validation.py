@@ -1,11 +1,13 @@
 """Validation of plain data (parsed YAML, ``--set`` values, a checkpoint's config) against the config
 dataclasses' annotations: every value is checked against its field's type and converted (nested
 dataclasses, lists, unions, literals); an unknown key or a wrong type is a :class:`ConfigError` that names
-the full key (``train.optim.lr``). Used by :mod:`locdistill.config`."""
+the full key (``train.optim.lr``); :func:`check_values` adds the range checks (``train.epochs >= 1``...).
+Used by :mod:`locdistill.config`."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal
@@ -83,3 +85,27 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             raise ConfigError(f"unknown config key '{full}' (valid keys here: {', '.join(sorted(names))})")
         kwargs[key] = _convert(value, hints[key], full)
     return cls(**kwargs)
+
+
+def check_values(cfg: Any) -> None:
+    """Range checks on a :class:`~locdistill.config.Config` that the types cannot express;
+    :class:`ConfigError` names the key and the value."""
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "at least 1"),
+        ("model.head.reg_max", cfg.model.head.reg_max, cfg.model.head.reg_max >= 1, "at least 1"),
+        ("model.head.num_classes", cfg.model.head.num_classes, cfg.model.head.num_classes >= 1, "at least 1"),
+        (
+            "train.optim.lr",
+            cfg.train.optim.lr,
+            math.isfinite(cfg.train.optim.lr) and cfg.train.optim.lr > 0,
+            "a finite number above 0",
+        ),
+        ("data.images_per_gpu", cfg.data.images_per_gpu, cfg.data.images_per_gpu >= 1, "at least 1"),
+        ("data.workers_per_gpu", cfg.data.workers_per_gpu, cfg.data.workers_per_gpu >= 0, "0 or more"),
+        ("train.checkpoint_iters", cfg.train.checkpoint_iters, cfg.train.checkpoint_iters >= 0, "0 or more"),
+    ]
+    if cfg.train.max_iters is not None:
+        checks.append(("train.max_iters", cfg.train.max_iters, cfg.train.max_iters >= 1, "at least 1"))
+    for key, value, ok, must in checks:
+        if not ok:
+            raise ConfigError(f"{key} must be {must}, got {value!r}")

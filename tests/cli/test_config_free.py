@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from locdistill.cli import main
-from locdistill.cli.parser import build_parser, looks_like_config, sort_paths
+from locdistill.cli.parser import build_parser
+from locdistill.cli.paths import looks_like_config, sort_paths
 from locdistill.config import dump_config, to_dict
 from locdistill.engine.checkpoint import save_checkpoint
 from locdistill.models.gfl import build_gfl

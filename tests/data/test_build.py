@@ -30,12 +30,13 @@ def test_build_dataset_synthetic_and_loaders() -> None:
     image, targets, meta = train[0]
     assert image.dtype == torch.float32 and meta.img_shape == (192, 192) and meta.scale_factor == (1.2, 1.2)
     loader = build_train_loader(train, images_per_gpu=4, workers=0, seed=7)
-    loader.sampler.set_epoch(0)  # type: ignore[attr-defined]
-    first = list(loader.sampler)
-    loader.sampler.set_epoch(0)  # type: ignore[attr-defined]
-    assert list(loader.sampler) == first and sorted(first) == list(range(20))
-    loader.sampler.set_epoch(1)  # type: ignore[attr-defined]
-    assert list(loader.sampler) != first
+    sampler = loader.batch_sampler.sampler  # type: ignore[union-attr]
+    loader.batch_sampler.set_epoch(0)  # type: ignore[union-attr]
+    first = list(sampler)
+    loader.batch_sampler.set_epoch(0)  # type: ignore[union-attr]
+    assert list(sampler) == first and sorted(first) == list(range(20))
+    loader.batch_sampler.set_epoch(1)  # type: ignore[union-attr]
+    assert list(sampler) != first
     batches = list(loader)
     assert len(batches) == 5 and all(isinstance(b, Batch) for b in batches)
     assert tuple(batches[0].images.shape) == (4, 3, 192, 192)

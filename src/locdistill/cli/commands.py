@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if cfg.train.tensorboard:
         require_tensorboard()
     try:
-        final = train(cfg, _work_dir(args, cfg), resume=args.resume)
+        final = train(cfg, _work_dir(args, cfg), resume=args.resume, overwrite=args.overwrite)
         main_process = is_main_process()
     finally:
         cleanup_distributed()
@@ -56,7 +57,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
     run_chain = _delegate("locdistill.engine.chain", "run_chain")
     root = args.work_dir or Path("work_dirs") / f"chain_{Path(args.configs[-1]).stem}"
     try:
-        finals = run_chain(list(args.configs), root, args.set)
+        finals = run_chain(list(args.configs), root, args.set, overwrite=args.overwrite)
         main_process = is_main_process()
     finally:
         cleanup_distributed()
@@ -103,19 +104,31 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from locdistill.engine.device import pick_device
-    from locdistill.engine.predict import predict_images
+    from locdistill.engine.predict import collect_inputs, predict_files
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
+    inputs = collect_inputs(args.images)  # before loading the model: a missing input fails fast
     device = pick_device(args.device)
     model, info = build_detector_from_checkpoint(args.checkpoint, args.config, args.set, device)
-    written = predict_images(
-        model, info.config, args.images, args.out, args.score_thr, device, class_names=info.class_names
+    written = predict_files(
+        model, info.config, inputs, args.out, args.score_thr, device, class_names=info.class_names
     )
-    print(f"{len(written)} image(s) and detections.json written to {args.out}")
+    print(f"{len(written)} output file(s) and detections.json written to {args.out}")
     return 0
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (resolved paths, or the same inode through links)."""
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    if _same_file(args.checkpoint, args.out):
+        raise ValueError(
+            f"convert would write over its own input {args.checkpoint}; give another output path"
+        )
     if args.from_mmdet:
         if args.ema:
             raise ValueError(

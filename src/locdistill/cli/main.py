@@ -21,7 +21,8 @@ from locdistill.cli.commands import (
     cmd_test,
     cmd_train,
 )
-from locdistill.cli.parser import build_parser, sort_paths
+from locdistill.cli.parser import build_parser
+from locdistill.cli.paths import sort_paths
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "train": cmd_train,
@@ -54,10 +55,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from locdistill.engine.train import NonFiniteLossError
 
     errors.append(NonFiniteLossError)
+    from locdistill.models.backbones.weights import PretrainedWeightsError
+
+    errors.append(PretrainedWeightsError)  # e.g. ImageNet weights while offline
     try:
         from locdistill.data import BadImageError
+        from locdistill.data.video import VideoError
+        from locdistill.engine.predict import PredictError
 
-        errors.append(BadImageError)
+        errors += [BadImageError, VideoError, PredictError]
     except ImportError:  # pragma: no cover - a partial installation
         pass
     return tuple(errors)

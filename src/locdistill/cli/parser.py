@@ -33,7 +33,6 @@ examples:
   locdistill inspect-data CONFIG --out data_check/
 """
 
-CONFIG_SUFFIXES = (".yaml", ".yml")
 PATHS_HELP = (
     "CONFIG is optional: a checkpoint of ours stores its config (a .yaml/.yml CONFIG, or a shipped config "
     "name, replaces it); --set applies on top of either"
@@ -87,6 +86,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="continue exactly from CKPT, or from WORK_DIR/latest.pth when no path is given",
     )
+    _add_overwrite(p, "a work dir that holds a run")
     p.add_argument(
         "--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard (train.tensorboard=true)"
     )
@@ -94,11 +94,21 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _add_set(p)
 
 
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"start afresh in {what}, removing that run's checkpoints, metrics and logs (without it, "
+        "such a work dir is refused)",
+    )
+
+
 def add_chain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("configs", nargs="+", metavar="CONFIG", help="the stage configs, teacher side first")
     p.add_argument(
         "--work-dir", type=Path, help="root of the stage work dirs (default work_dirs/chain_<last config>)"
     )
+    _add_overwrite(p, "stage work dirs that hold runs")
     _add_set(p)
 
 
@@ -134,10 +144,15 @@ def add_test_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.usage = "locdistill predict [CONFIG] CKPT IMAGE [IMAGE ...] --out DIR [options]"
-    p.add_argument("paths", nargs="+", metavar="[CONFIG] CKPT IMAGE", help=f"image files; {PATHS_HELP}")
+    p.usage = "locdistill predict [CONFIG] CKPT INPUT [INPUT ...] --out DIR [options]"
     p.add_argument(
-        "--out", type=Path, required=True, help="output folder for drawn images and detections.json"
+        "paths",
+        nargs="+",
+        metavar="[CONFIG] CKPT INPUT",
+        help="INPUT: image or video files, folders (their images and videos) or glob patterns; " + PATHS_HELP,
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder for drawn images, videos and detections.json"
     )
     p.add_argument(
         "--score-thr", type=float, default=0.3, help="minimum score to draw and report (default 0.3)"
@@ -244,7 +259,8 @@ SUBCOMMANDS: list[Subcommand] = [
         "  locdistill train CONFIG --resume                          # WORK_DIR/latest.pth\n"
         "  locdistill train CONFIG --resume work_dirs/x/epoch_4.pth\n\n"
         "the work dir receives config.yaml (resolved), env.json, git_rev.txt, train.log, metrics.jsonl,\n"
-        "epoch_N.pth (the last train.keep_last kept), latest.pth and best.pth (by AP).",
+        "epoch_N.pth (the last train.keep_last kept), latest.pth and best.pth (by AP). A work dir that\n"
+        "already holds a run is refused unless --resume or --overwrite is given.",
         add_train_arguments,
     ),
     Subcommand(
@@ -267,8 +283,11 @@ SUBCOMMANDS: list[Subcommand] = [
     ),
     Subcommand(
         "predict",
-        "draw detections on images and write them as JSON",
-        "example:\n  locdistill predict CKPT photo.jpg --out preds/ --score-thr 0.3   # or CONFIG CKPT IMAGE",
+        "draw detections on images and videos and write them as JSON",
+        "examples:\n  locdistill predict CKPT photo.jpg --out preds/ --score-thr 0.3  # or CONFIG CKPT ...\n"
+        "  locdistill predict CONFIG CKPT photos/ 'more/**/*.png' clip.mp4 --out preds/\n\n"
+        "inputs are never written over, even with --out the input folder (a.jpg is drawn into a_det.jpg);\n"
+        "videos need PyAV (pip install 'locdistill[video]') and become annotated .mp4 files.",
         add_predict_arguments,
     ),
     Subcommand(
@@ -323,52 +342,6 @@ SUBCOMMANDS: list[Subcommand] = [
         add_inspect_data_arguments,
     ),
 ]
-
-
-def looks_like_config(arg: str) -> bool:
-    """A ``.yaml`` / ``.yml`` path, or a shipped config name (``gfl/gfl_r18_fpn_coco128``) that is no file."""
-    if Path(arg).suffix.lower() in CONFIG_SUFFIXES:
-        return True
-    if Path(arg).exists():
-        return False
-    from locdistill.config import ConfigError, resolve_config_path
-
-    try:
-        resolve_config_path(arg)
-    except ConfigError:
-        return False
-    return True
-
-
-def sort_paths(args: argparse.Namespace) -> None:
-    """Turn the positional ``paths`` of test / predict / export / benchmark into ``args.config`` (``None``:
-    the config stored in the checkpoint), ``args.checkpoint`` and, for predict, ``args.images``.
-
-    Two paths are CONFIG CKPT; one is a CONFIG when it looks like one (benchmark: random weights),
-    else a CKPT. Raises ``ValueError`` naming what is missing.
-    """
-    paths = getattr(args, "paths", None)
-    if paths is None:
-        return
-    paths = [str(p) for p in paths]
-    config: str | None = None
-    if args.command == "predict":
-        if looks_like_config(paths[0]):
-            config, paths = paths[0], paths[1:]
-        if len(paths) < 2:
-            raise ValueError("predict needs a checkpoint and at least one image: [CONFIG] CKPT IMAGE ...")
-        args.config, args.checkpoint, args.images = config, paths[0], [Path(p) for p in paths[1:]]
-        return
-    if len(paths) > 2:
-        raise ValueError(f"{args.command} takes [CONFIG] CKPT, got {len(paths)} paths: {' '.join(paths)}")
-    if len(paths) == 2:
-        args.config, args.checkpoint = paths
-    elif args.command == "benchmark" and looks_like_config(paths[0]):
-        args.config, args.checkpoint = paths[0], None
-    elif looks_like_config(paths[0]):
-        raise ValueError(f"{args.command} needs a checkpoint after the config {paths[0]}: CONFIG CKPT")
-    else:
-        args.config, args.checkpoint = None, paths[0]
 
 
 def build_parser() -> argparse.ArgumentParser:

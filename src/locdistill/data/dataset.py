@@ -73,6 +73,8 @@ class DetectionDataset(Dataset[Sample]):
 
     size_divisor: int = 32
     """Padding multiple used by the loaders' collate function (set by :func:`build_dataset`)."""
+    images_from_files: bool = True
+    """Whether :meth:`load_image` reads ``record.path`` (``False``: rendered, e.g. synthetic data)."""
 
     def __init__(
         self,

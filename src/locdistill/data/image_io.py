@@ -1,14 +1,18 @@
 """Reading image files: pixels (:func:`read_image`) or just the size from the header
-(:func:`read_image_size`). A bad file raises :class:`BadImageError` naming it."""
+(:func:`read_image_size`). A bad file raises :class:`BadImageError` naming it. Modes 8-bit RGB cannot
+hold (16-bit PNGs, CMYK...) are converted as :func:`to_rgb8` says, with a warning."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 
 class BadImageError(RuntimeError):
@@ -27,10 +31,52 @@ def read_image(path: str | Path) -> Tensor:
         raise BadImageError(f"image file not found: {path}")
     try:
         with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))
+            rgb = to_rgb8(im, path)
     except Exception as e:  # PIL raises many exception types for bad files
         raise BadImageError(f"cannot decode image file {path}: {e}") from None
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+EXACT_MODES = frozenset({"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA"})
+"""PIL modes whose 8-bit RGB conversion keeps every colour value (alpha is dropped)."""
+_warned_modes: set[str] = set()
+
+
+def to_rgb8(im: Image.Image, path: str | Path = "") -> np.ndarray:
+    """``uint8 [H, W, 3]`` RGB of a PIL image. 8-bit modes convert exactly; 16-bit grey (``I;16*``,
+    16-bit PNGs) is scaled ``v / 257`` to 0-255, 32-bit integer (``I``) kept when its values fit 0-255,
+    else scaled as 16-bit, float (``F``) from 0-1 when the values lie there, else clipped to 0-255;
+    other modes (CMYK, YCbCr, LAB, HSV...) by PIL's approximate conversion. Every conversion that is
+    not exact is reported once per mode and process with a warning naming the file.
+    (PIL's own ``convert("RGB")`` clips 16-bit values, so almost every pixel of a 16-bit PNG is white.)
+    """
+    mode = str(im.mode)
+    if mode in EXACT_MODES:
+        return np.array(im.convert("RGB"))
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(im).astype(np.float64)
+        top = float(values.max(initial=0.0))
+        if mode.startswith("I;16") or (mode == "I" and top > 255):
+            how = "16-bit values scaled to 8 bits (v / 257)"
+            scaled = values / 257.0
+        elif mode == "F" and top <= 1.0:
+            how, scaled = "float values in [0, 1] scaled to 0-255", values * 255.0
+        else:
+            how, scaled = "values clipped to 0-255", values
+        grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+    else:
+        how, rgb = "converted to RGB by PIL, approximately", np.array(im.convert("RGB"))
+    if mode not in _warned_modes:
+        _warned_modes.add(mode)
+        logger.warning(
+            "image %s has mode %s, which 8-bit RGB cannot hold exactly: %s (further images of this mode "
+            "are not reported)",
+            path,
+            mode,
+            how,
+        )
+    return rgb
 
 
 def read_image_size(path: str | Path) -> tuple[int, int]:

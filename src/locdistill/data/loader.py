@@ -1,7 +1,9 @@
 """DataLoaders for training and evaluation, one process or many (``torch.distributed``).
 
-Training order depends only on ``(seed, epoch)``: call ``loader.sampler.set_epoch(epoch)`` before each
-epoch (both samplers used here support it), so a resumed run sees the same order. Under
+Training batches depend only on ``(seed, epoch)``: call ``loader.batch_sampler.set_epoch(epoch)`` before
+each epoch. The order comes from the index sampler (``loader.batch_sampler.sampler``), the augmentation
+randomness of each sample from a per-sample seed (:mod:`locdistill.data.seeding`), so a resumed run,
+or one with another number of workers, sees the same batches. Under
 ``torch.distributed`` the training sampler is ``DistributedSampler`` (each rank a disjoint share,
 padded with repeats to equal length); the test sampler gives rank ``r`` the indices ``r, r + world, ...``
 with no padding, so the gathered predictions cover every image exactly once.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sized
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from locdistill.data.collate import Collate
+from locdistill.data.seeding import SeededBatchSampler, SeededDataset
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -76,25 +80,31 @@ def _loader(
     workers: int,
     size_divisor: int | None,
     pin_memory: bool | None,
-    generator: torch.Generator | None = None,
+    seed: int | None = None,
 ) -> DataLoader:
     """The DataLoader both builders make: :class:`Collate` batches (padding multiple ``size_divisor``,
-    else the dataset's), persistent workers seeded by :func:`seed_worker`, nothing dropped."""
+    else the dataset's), persistent workers seeded by :func:`seed_worker`, nothing dropped, and a
+    generator of its own (so creating an iterator leaves the global RNG alone).
+
+    With ``seed`` (training) the samples are drawn as ``(index, seed)`` pairs of a
+    :class:`~locdistill.data.seeding.SeededBatchSampler` from a
+    :class:`~locdistill.data.seeding.SeededDataset`: augmentation randomness per sample, the same in
+    any worker."""
     if images_per_gpu < 1:
         raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
     divisor = size_divisor if size_divisor is not None else int(getattr(dataset, "size_divisor", 32))
-    return DataLoader(
-        dataset,
-        batch_size=images_per_gpu,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=Collate(divisor),
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        drop_last=False,
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker,
-        generator=generator,
-    )
+    common: dict[str, Any] = {
+        "num_workers": workers,
+        "collate_fn": Collate(divisor),
+        "pin_memory": torch.cuda.is_available() if pin_memory is None else pin_memory,
+        "persistent_workers": workers > 0,
+        "worker_init_fn": seed_worker,
+        "generator": torch.Generator().manual_seed(seed if seed is not None else 0),
+    }
+    if seed is not None:
+        batches = SeededBatchSampler(sampler, images_per_gpu, seed)
+        return DataLoader(SeededDataset(dataset), batch_sampler=batches, **common)
+    return DataLoader(dataset, batch_size=images_per_gpu, sampler=sampler, drop_last=False, **common)
 
 
 def build_train_loader(
@@ -109,12 +119,16 @@ def build_train_loader(
 ) -> DataLoader:
     """Shuffled loader of :class:`~locdistill.structures.Batch` es of ``images_per_gpu`` images.
 
+    ``loader.dataset`` is ``dataset`` wrapped in a :class:`~locdistill.data.seeding.SeededDataset`;
+    ``loader.batch_sampler`` a :class:`~locdistill.data.seeding.SeededBatchSampler` over the index
+    sampler (``EpochShuffleSampler``, or ``DistributedSampler`` under ``torch.distributed``).
+
     Args:
         dataset: a detection dataset (``size_divisor`` is read from it unless given).
         images_per_gpu: images per batch on this process.
         workers: worker processes (0: load in the main process); workers are persistent.
-        seed: shuffling seed (with the epoch given to ``loader.sampler.set_epoch``) and base seed of the
-            loader's generator (worker seeds).
+        seed: shuffling and augmentation seed (with the epoch given to ``loader.batch_sampler.set_epoch``)
+            and base seed of the loader's generator.
         distributed: use ``DistributedSampler`` when ``torch.distributed`` is initialised.
     """
     sampler: Sampler[int]
@@ -122,8 +136,7 @@ def build_train_loader(
         sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=False)  # type: ignore[arg-type]
     else:
         sampler = EpochShuffleSampler(dataset, seed)  # type: ignore[arg-type]
-    generator = torch.Generator().manual_seed(seed)
-    return _loader(dataset, images_per_gpu, sampler, workers, size_divisor, pin_memory, generator)
+    return _loader(dataset, images_per_gpu, sampler, workers, size_divisor, pin_memory, seed)
 
 
 def build_test_loader(

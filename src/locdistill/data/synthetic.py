@@ -230,6 +230,8 @@ class SyntheticDataset(DetectionDataset):
         root: only used in file names (nothing is written).
     """
 
+    images_from_files = False
+
     def __init__(
         self,
         num_images: int,

@@ -31,9 +31,13 @@ def plan_chain(config_paths: list[str], overrides: list[str] | None = None) -> l
 
 
 def run_chain(
-    config_paths: list[str], work_root: str | Path, overrides: list[str] | None = None
+    config_paths: list[str],
+    work_root: str | Path,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Train the stages in order; returns the final checkpoint of each stage."""
+    """Train the stages in order; returns the final checkpoint of each stage. A stage work dir that
+    holds a run is refused unless ``overwrite`` (see :func:`~locdistill.engine.train.train`)."""
     work_root = Path(work_root)
     stages = plan_chain(config_paths, overrides)
     finals: list[Path] = []
@@ -51,7 +55,7 @@ def run_chain(
             path,
             cfg.distill.teacher_checkpoint if cfg.distill else "",
         )
-        final = train(cfg, work_dir)
+        final = train(cfg, work_dir, overwrite=overwrite)
         stage_cfg = work_dir / "stage_config.yaml"
         # The next stage builds this student from its resolved config (a teacher needs no teacher).
         student_only = load_config(path, overrides or [])

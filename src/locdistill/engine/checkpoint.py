@@ -79,13 +79,23 @@ def _checkpoint_order(path: Path, iters_per_epoch: int) -> int:
     return n * iters_per_epoch if m.group(1) == "epoch" else n
 
 
-def prune_checkpoints(work_dir: Path, keep_last: int, iters_per_epoch: int) -> list[Path]:
+def prune_checkpoints(
+    work_dir: Path, keep_last: int, iters_per_epoch: int, current: Path | None = None
+) -> list[Path]:
     """Delete all but the newest ``keep_last`` ``epoch_N.pth`` / ``iter_N.pth`` (``<= 0``: keep all).
-    ``latest.pth`` and ``best.pth`` are separate links and stay."""
+    ``latest.pth`` and ``best.pth`` are separate links and stay.
+
+    With ``current`` (the checkpoint just written) only checkpoints up to it count: it is always kept,
+    and later ones (left by a run that was resumed from an earlier checkpoint) are neither counted nor
+    deleted."""
     if keep_last <= 0:
         return []
     files = [p for p in work_dir.glob("*.pth") if _checkpoint_order(p, iters_per_epoch) >= 0]
-    files.sort(key=lambda p: _checkpoint_order(p, iters_per_epoch))
+    if current is not None:
+        limit = _checkpoint_order(Path(current), iters_per_epoch)
+        files = [p for p in files if _checkpoint_order(p, iters_per_epoch) <= limit]
+    name = Path(current).name if current is not None else None
+    files.sort(key=lambda p: (_checkpoint_order(p, iters_per_epoch), p.name == name))  # current last
     removed = files[:-keep_last] if len(files) > keep_last else []
     for p in removed:
         p.unlink(missing_ok=True)

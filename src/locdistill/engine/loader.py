@@ -56,3 +56,17 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
     for obj in objects:
         if obj is not None and hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
+
+
+def data_seed(loader: DataLoader) -> int | None:
+    """The seed of a training loader's order and augmentation (``None`` for other loaders)."""
+    seed = getattr(loader.batch_sampler, "seed", None)
+    return int(seed) if seed is not None else None
+
+
+def set_data_seed(loader: DataLoader, seed: int) -> None:
+    """Make a training loader draw its order and augmentation from ``seed`` (a resumed run restores the
+    one it started with)."""
+    for obj in (loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None)):
+        if obj is not None and hasattr(obj, "seed"):
+            obj.seed = seed

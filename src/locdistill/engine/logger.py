@@ -11,10 +11,20 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
 from tqdm import tqdm
+
+from locdistill.engine.distributed import all_reduce_sum
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 
 LOGGER_NAME = "locdistill"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -86,3 +96,39 @@ class MetricsWriter:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
             self.tensorboard.write(record)
+
+
+# ------------------------------------------------------------------------------- progress records
+class EtaClock:
+    """ETA from the mean time per iteration since this process started training."""
+
+    def __init__(self, start_iter: int, total_iters: int) -> None:
+        self.t0, self.start_iter, self.total = time.perf_counter(), start_iter, total_iters
+
+    def eta(self, global_iter: int) -> float:
+        rate = (time.perf_counter() - self.t0) / max(global_iter - self.start_iter, 1)
+        return round(rate * max(self.total - global_iter, 0), 1)
+
+
+def hms(seconds: float) -> str:
+    """``H:MM:SS`` of a number of seconds."""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def reduce_meters(meters: dict[str, Tensor], steps: int, world_size: int) -> dict[str, float]:
+    """Loss means over the interval, averaged over ranks with one all-reduce; plus their sum ``loss``."""
+    names = sorted(meters)
+    values = (all_reduce_sum(torch.stack([meters[k] for k in names]) / steps) / world_size).tolist()
+    out = dict(zip(names, values))
+    out["loss"] = float(sum(values))
+    return out
+
+
+def memory_record(device: torch.device) -> dict[str, float]:
+    """``{"memory_mb": peak}``: CUDA's max allocated memory, else the process's max resident size."""
+    if device.type == "cuda":
+        return {"memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    if resource is None:  # pragma: no cover - Windows
+        return {}
+    return {"memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -28,8 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 def scaled_lr(base_lr: float, total_batch: int, scale: bool = True) -> float:
-    """The seed's rule: the config's lr is for a total batch of 16."""
-    return base_lr * total_batch / 16 if scale else base_lr
+    """The seed's rule: the config's lr is for a total batch of 16. An lr that is not a finite positive
+    number after scaling (``1e308`` times a large batch overflows to ``inf``) is a ``ValueError``."""
+    lr = base_lr * (total_batch / 16) if scale else base_lr  # same bits as base_lr * total_batch / 16
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(
+            f"train.optim.lr={base_lr!r} scaled to the total batch of {total_batch} gives lr={lr!r}; "
+            "it must be a finite number above 0"
+        )
+    return lr
 
 
 def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig, lr: float) -> SGD:

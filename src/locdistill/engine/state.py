@@ -1,9 +1,12 @@
 """Training state and resume: what a checkpoint holds (:class:`TrainState`), where training stands
 (:class:`Position`) and how a run continues from a checkpoint (:func:`resume_state`).
 
-Resume is exact: model, optimizer, scheduler, scaler, EMA, epoch, position inside the epoch and the
-RNG states of every rank (the loop restores them at the right moment, see
-:func:`locdistill.engine.train.train`).
+Resume is exact: model, optimizer, scheduler, scaler, EMA, epoch, position inside the epoch, the seed
+of the training batches (order and per-sample augmentation, :mod:`locdistill.data.seeding`; so also
+with data-loading workers) and the RNG states of every rank (the loop restores them at the right
+moment, see :func:`locdistill.engine.train.train`). Only a training checkpoint of the same architecture
+resumes; a converted one (weights only) or one that does not fit the model is a
+:class:`~locdistill.weights.WeightsError`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from locdistill.config import Config, to_dict
 from locdistill.engine.checkpoint import get_rng_state, load_checkpoint
 from locdistill.engine.distributed import all_gather_object
 from locdistill.engine.ema import ModelEMA
+from locdistill.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ class TrainState:
     best: dict[str, Any] = field(
         default_factory=lambda: {"metric": MAIN_METRIC, "value": None, "epoch": None}
     )
+    data_seed: int | None = None
+    """Seed of the training batches' order and augmentation (see :mod:`locdistill.data.seeding`)."""
 
     def state_dict(self, cfg: Config, meta: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint (collective under DDP: every rank's RNG state is gathered)."""
@@ -68,6 +74,7 @@ class TrainState:
             "iter": self.pos.iter,
             "global_iter": self.pos.global_iter,
             "best": dict(self.best),
+            "data_seed": self.data_seed,
             "rng": rng,
             "rng_ranks": rng_ranks if len(rng_ranks) > 1 else None,
             "config": to_dict(cfg),
@@ -90,10 +97,48 @@ class TrainState:
                 self.ema = ModelEMA(self.model, self.ema.decay, self.ema.warmup_iters)
         self.pos = Position(int(ckpt["epoch"]), int(ckpt["iter"]), int(ckpt["global_iter"]))
         self.best = dict(ckpt.get("best") or self.best)
+        if ckpt.get("data_seed") is not None:
+            self.data_seed = int(ckpt["data_seed"])
         ranks = ckpt.get("rng_ranks")
         if ranks:
             return ranks[rank] if rank < len(ranks) else None
         return ckpt.get("rng") if rank == 0 else None
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "iter", "global_iter")
+"""What a checkpoint needs to be resumed from."""
+
+
+def check_resumable(ckpt: dict[str, Any], path: Path, model: nn.Module) -> None:
+    """Raise :class:`~locdistill.weights.WeightsError` naming ``path`` unless ``ckpt`` is a training
+    checkpoint whose model has exactly the keys and shapes of ``model`` (a converted checkpoint has
+    weights only; one of another architecture or width does not fit)."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        what = "weights only (a converted or exported checkpoint)" if "model" in ckpt else "no training state"
+        raise WeightsError(
+            f"cannot resume from {path}: it holds {what}, without {', '.join(missing)}; resume from a "
+            "training checkpoint (latest.pth, epoch_N.pth, iter_N.pth of the run)"
+        )
+    own, saved = model.state_dict(), ckpt["model"]
+    problems = [f"missing {k}" for k in own if k not in saved]
+    problems += [f"unexpected {k}" for k in saved if k not in own]
+    problems += [
+        f"{k} is {tuple(saved[k].shape)} in the checkpoint, {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise WeightsError(
+            f"cannot resume from {path}: its model does not fit this config ({shown}); resume with the "
+            "config the run was trained with (its config.yaml)"
+        )
+
+
+def resume_path(resume: str | Path | bool, work_dir: Path) -> Path:
+    """The checkpoint ``--resume`` names: ``work_dir/latest.pth`` for ``True``, else the path given."""
+    return Path(resume) if isinstance(resume, (str, Path)) else work_dir / "latest.pth"
 
 
 def resume_state(
@@ -103,13 +148,15 @@ def resume_state(
     world_size: int,
     rank: int,
     iters_per_epoch: int,
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, bool]:
     """Restore ``st`` from ``work_dir/latest.pth`` (``resume`` is ``True``) or the checkpoint ``resume``
-    names; returns this rank's saved RNG state for the loop to restore."""
-    path = Path(resume) if isinstance(resume, (str, Path)) else work_dir / "latest.pth"
+    names. Returns ``(this rank's saved RNG state for the loop to restore, whether the checkpoint's
+    epoch still has to be evaluated)``: the run resumed from stopped while evaluating it."""
+    path = resume_path(resume, work_dir)
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: checkpoint not found: {path}")
     ckpt = load_checkpoint(path)
+    check_resumable(ckpt, path, st.model)
     saved_world = (ckpt.get("meta") or {}).get("world_size", world_size)
     if saved_world != world_size:
         logger.warning(
@@ -119,6 +166,7 @@ def resume_state(
             world_size,
         )
     rng_state = st.load_state_dict(ckpt, rank)
+    eval_pending = bool(ckpt.get("eval_pending")) and st.pos.iter == 0
     del ckpt
     logger.info(
         "resumed from %s: epoch %d, %d of its %d iterations done (%d in total)",
@@ -128,4 +176,4 @@ def resume_state(
         iters_per_epoch,
         st.pos.global_iter,
     )
-    return rng_state
+    return rng_state, eval_pending

@@ -7,15 +7,20 @@ Short and explicit on purpose::
             losses = module(batch)                # DetectorLoss or Distiller (DDP-wrapped when distributed)
             loss = sum(losses.values())           # one isfinite() sync per step: abort naming the term
             scaler.scale(loss).backward(); clip; scaler.step(optimizer); scheduler.step(); ema.update()
-        end_of_epoch: evaluate every eval_interval epochs, then checkpoint every checkpoint_interval
-        epochs, at the end and on a new best
+        end_of_epoch: checkpoint every checkpoint_interval epochs and at the end, then evaluate every
+        eval_interval epochs (best.pth on a new best)
 
 What is trained is built in :mod:`locdistill.engine.build`; the checkpointed state and resume are
 :mod:`locdistill.engine.state`. Resume is exact: the batches already done in an epoch are skipped
 without being loaded (the sampler order depends only on seed and epoch) and every rank's RNG state is
-restored. With ``data.workers_per_gpu=0`` a resumed run is bit-identical to an uninterrupted one on
-CPU; with worker processes a resumed *partial* epoch draws its augmentation randomness from fresh
-worker seeds.
+restored. The augmentation randomness of each sample comes from a seed of its own
+(:mod:`locdistill.data.seeding`), so a resumed run is bit-identical to an uninterrupted one on CPU with
+any ``data.workers_per_gpu``, also inside an epoch (``train.checkpoint_iters``).
+
+Nothing is lost to ordinary mistakes: the work dir is checked first (:mod:`locdistill.engine.workdir`:
+no fresh run over another run's files without ``overwrite``), the validation images are checked before
+the first iteration (:mod:`locdistill.data.check`), and each epoch's checkpoint is written before the
+evaluation, so an evaluation error keeps the epoch (a resumed run then finishes that evaluation).
 """
 
 from __future__ import annotations
@@ -32,24 +37,27 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from locdistill.config import Config
+from locdistill.config import Config, check_values
+from locdistill.data.check import check_image_files, check_image_sizes, smallest_scale
 from locdistill.engine.build import build_data, build_module, check_classes, wrap_ddp
-from locdistill.engine.checkpoint import link_or_copy, prune_checkpoints, save_checkpoint, set_rng_state
+from locdistill.engine.checkpoint import (
+    link_or_copy,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    set_rng_state,
+)
 from locdistill.engine.device import amp_settings, pick_device
-from locdistill.engine.distributed import all_reduce_sum, init_distributed
+from locdistill.engine.distributed import init_distributed
 from locdistill.engine.ema import ModelEMA
 from locdistill.engine.evaluate import evaluate
-from locdistill.engine.loader import set_epoch, skip_batches
-from locdistill.engine.logger import MetricsWriter, setup_logger
+from locdistill.engine.loader import data_seed, set_data_seed, set_epoch, skip_batches
+from locdistill.engine.logger import EtaClock, MetricsWriter, hms, memory_record, reduce_meters, setup_logger
 from locdistill.engine.optim import build_optimizer, build_scheduler, clip_grad_norm, scaled_lr
 from locdistill.engine.runinfo import environment_info, seed_everything, write_run_info
-from locdistill.engine.state import MAIN_METRIC, Position, TrainState, resume_state
+from locdistill.engine.state import MAIN_METRIC, Position, TrainState, resume_path, resume_state
+from locdistill.engine.workdir import prepare_work_dir
 from locdistill.structures import Batch
-
-try:
-    import resource
-except ImportError:  # pragma: no cover - Windows
-    resource = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +81,7 @@ class Run:
     iters_per_epoch: int
     metrics: MetricsWriter
     bar: Any
-    clock: _Clock
+    clock: EtaClock
     meta: dict[str, Any]
     val_set: Any = None
     val_loader: Any = None
@@ -83,22 +91,34 @@ class Run:
         """Write ``work_dir/name``, point ``latest.pth`` at it, prune old ones (main process only)."""
         path = save_checkpoint(self.work_dir / name, ckpt)
         link_or_copy(path, self.work_dir / "latest.pth")
-        prune_checkpoints(self.work_dir, self.cfg.train.keep_last, self.iters_per_epoch)
+        prune_checkpoints(self.work_dir, self.cfg.train.keep_last, self.iters_per_epoch, current=path)
         logger.info("checkpoint saved: %s", path)
         self.final = path
         return path
 
+    def checkpoint(self, st: TrainState, name: str) -> None:
+        """:meth:`save` ``st`` as ``name`` (collective: every rank calls it, the main process writes)."""
+        ckpt = st.state_dict(self.cfg, self.meta)
+        if self.rank == 0:
+            self.save(name, ckpt)
 
-def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -> Path:
+
+def train(
+    cfg: Config, work_dir: str | Path, resume: str | bool | None = None, overwrite: bool = False
+) -> Path:
     """Train ``cfg`` in ``work_dir`` and return the last checkpoint written (``latest.pth`` links to it).
 
     Args:
         cfg: the resolved config (``distill`` set: LD from the frozen teacher; else plain GFL).
         work_dir: run folder: config.yaml, env.json, git_rev.txt, train.log, metrics.jsonl, checkpoints.
         resume: ``True``: ``work_dir/latest.pth``; a path: that checkpoint; ``None``/``False``: start fresh.
+        overwrite: start fresh even where ``work_dir`` holds a run (its files are removed); without it
+            that is a :class:`~locdistill.engine.workdir.WorkDirError`.
     """
+    check_values(cfg)
     rank, _, world_size = init_distributed()
     work_dir = Path(work_dir)
+    prepare_work_dir(work_dir, resume, overwrite)
     setup_logger(work_dir, rank)
     tc = cfg.train
     device = pick_device()
@@ -123,6 +143,10 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     train_set, train_loader, val_set, val_loader = build_data(cfg, model.mean, model.std, world_size > 1)
     class_names = check_classes(train_set, int(model.num_classes))  # type: ignore[arg-type]
+    # Before the first iteration, not hours later: images the resize cannot handle, bad validation files
+    check_image_sizes(train_set, smallest_scale(cfg.data.img_scale, cfg.data.multiscale), "training data")
+    if val_set is not None:
+        check_image_files(val_set, cfg.data.img_scale, "validation data (data.val)")
     iters_per_epoch = len(train_loader)
     if iters_per_epoch == 0:
         raise ValueError(f"the training set at {cfg.data.train.root!r} gives no batches (is it empty?)")
@@ -149,9 +173,15 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         scheduler=build_scheduler(optimizer, tc.optim, iters_per_epoch),
         scaler=torch.amp.GradScaler(device.type, enabled=use_scaler),
         ema=ModelEMA(model, tc.ema_decay) if tc.ema else None,
+        data_seed=data_seed(train_loader),
         distill=getattr(module, "crosskd", None),
     )
-    rng_state = resume_state(st, resume, work_dir, world_size, rank, iters_per_epoch) if resume else None
+    rng_state, eval_pending = None, False
+    if resume:
+        rng_state, eval_pending = resume_state(st, resume, work_dir, world_size, rank, iters_per_epoch)
+        if st.data_seed is not None and st.data_seed != data_seed(train_loader):
+            logger.info("data order and augmentation seeded as the run was: %d", st.data_seed)
+            set_data_seed(train_loader, st.data_seed)
     ddp_module = wrap_ddp(module, device) if world_size > 1 else module
 
     meta: dict[str, Any] = {k: env[k] for k in ("locdistill_version", "git_rev", "torch", "world_size")}
@@ -180,11 +210,15 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         iters_per_epoch,
         MetricsWriter(work_dir, rank, tensorboard=cfg.train.tensorboard),
         bar,
-        _Clock(st.pos.global_iter, total),
+        EtaClock(st.pos.global_iter, total),
         meta,
         val_set,
         val_loader,
     )
+    if eval_pending and val_loader is not None:  # the run resumed from stopped while evaluating
+        logger.info("evaluating epoch %d, which the interrupted run did not finish evaluating", st.pos.epoch)
+        path = resume_path(resume, work_dir)  # type: ignore[arg-type]
+        evaluate_epoch(run, st, st.pos.epoch, load_checkpoint(path) if st.pos.epoch < tc.epochs else None)
 
     for epoch in range(st.pos.epoch, tc.epochs):
         set_epoch(train_loader, epoch)
@@ -201,9 +235,7 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
         bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
         ddp_module.train()
         if train_one_epoch(run, st, ddp_module, batches, epoch, start):  # stopped by train.max_iters
-            ckpt = st.state_dict(cfg, meta)
-            if rank == 0:
-                run.save(f"iter_{st.pos.global_iter}.pth", ckpt)
+            run.checkpoint(st, f"iter_{st.pos.global_iter}.pth")
             logger.info("stopped after train.max_iters=%d iterations", tc.max_iters)
             break
         end_of_epoch(run, st, epoch)
@@ -214,43 +246,56 @@ def train(cfg: Config, work_dir: str | Path, resume: str | bool | None = None) -
 
 
 def end_of_epoch(run: Run, st: TrainState, epoch: int) -> None:
-    """After epoch ``epoch`` (0-based): evaluate when due, then checkpoint when due or on a new best (so
-    that the saved RNG state follows the evaluation)."""
-    cfg, tc = run.cfg, run.cfg.train
+    """After epoch ``epoch`` (0-based): checkpoint when due, then evaluate when due. The checkpoint comes
+    first so that an evaluation error never costs the epoch; evaluating leaves the global RNG alone, so
+    the RNG state saved before it is also the one after it."""
+    tc = run.cfg.train
     st.pos = Position(epoch + 1, 0, st.pos.global_iter)
-    done, improved = epoch + 1, False
-    eval_due = tc.eval_interval > 0 and done % tc.eval_interval == 0  # as mmdetection's EvalHook
-    if run.val_loader is not None and eval_due:
-        eval_model = st.ema.module if st.ema is not None else st.model
-        results, table, _ = evaluate(
-            eval_model,
-            run.val_loader,
-            run.val_set,
-            cfg.metric,
-            run.device,
-            amp=run.amp,
-            amp_dtype=run.amp_dtype,
-            progress=False,
-            coco_backend=cfg.evaluation.coco_backend,
-        )
-        logger.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
-        run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
-        value, best = results.get(MAIN_METRIC), st.best["value"]
-        if value is not None and math.isfinite(value) and (best is None or value > best):
-            st.best.update(value=float(value), epoch=done)
-            improved = True
+    done = epoch + 1
     due = done % max(tc.checkpoint_interval, 1) == 0 or done == tc.epochs
-    if not (due or improved):
-        return
-    ckpt = st.state_dict(cfg, run.meta)
-    if run.rank == 0 and due:
-        run.save(f"epoch_{done}.pth", ckpt)
-    if run.rank == 0 and improved:
-        if due:
-            assert run.final is not None
-            link_or_copy(run.final, run.work_dir / "best.pth")
-        else:
-            save_checkpoint(run.work_dir / "best.pth", ckpt)
+    eval_due = run.val_loader is not None and tc.eval_interval > 0 and done % tc.eval_interval == 0
+    ckpt = st.state_dict(run.cfg, run.meta) if due else None
+    if ckpt is not None:
+        ckpt["eval_pending"] = eval_due  # a run resumed from it evaluates the epoch if this one could not
+        if run.rank == 0:
+            run.save(f"epoch_{done}.pth", ckpt)
+    if eval_due:  # as mmdetection's EvalHook
+        evaluate_epoch(run, st, done, ckpt)
+
+
+def evaluate_epoch(run: Run, st: TrainState, done: int, ckpt: dict[str, Any] | None) -> None:
+    """Evaluate after epoch ``done`` (1-based), log it, track the best; ``ckpt`` (the epoch's checkpoint,
+    ``None`` when the epoch has none) is saved again with the result, and linked as ``best.pth`` on a
+    new best (without one, ``best.pth`` is written from ``st``)."""
+    eval_model = st.ema.module if st.ema is not None else st.model
+    results, table, _ = evaluate(
+        eval_model,
+        run.val_loader,
+        run.val_set,
+        run.cfg.metric,
+        run.device,
+        amp=run.amp,
+        amp_dtype=run.amp_dtype,
+        progress=False,
+        coco_backend=run.cfg.evaluation.coco_backend,
+    )
+    logger.info("evaluation after epoch %d (%s weights):\n%s", done, "EMA" if st.ema else "live", table)
+    run.metrics.write({"type": "val", "epoch": done, "global_iter": st.pos.global_iter, **results})
+    value, best = results.get(MAIN_METRIC), st.best["value"]
+    improved = value is not None and math.isfinite(value) and (best is None or value > best)
+    if improved:
+        st.best.update(value=float(value), epoch=done)  # type: ignore[arg-type]
+    if ckpt is not None:
+        ckpt.update(best=dict(st.best), eval_pending=False)
+        if run.rank == 0:
+            path = run.save(f"epoch_{done}.pth", ckpt)
+            if improved:
+                link_or_copy(path, run.work_dir / "best.pth")
+    elif improved:
+        best_ckpt = st.state_dict(run.cfg, run.meta)
+        if run.rank == 0:
+            save_checkpoint(run.work_dir / "best.pth", best_ckpt)
+    if improved:
         logger.info("new best %s %.4f at epoch %d: best.pth", MAIN_METRIC, st.best["value"], done)
 
 
@@ -306,10 +351,10 @@ def train_one_epoch(
                 "iter": i + 1,
                 "global_iter": st.pos.global_iter,
                 "lr": lr,
-                **_reduce_meters(meters, steps, run.world_size),
+                **reduce_meters(meters, steps, run.world_size),
                 "time": iter_time / steps,
                 "data_time": data_time / steps,
-                **_memory(device),
+                **memory_record(device),
                 "eta_s": run.clock.eta(st.pos.global_iter),
                 **getattr(getattr(module, "module", module), "log_stats", dict)(),  # e.g. teacher-cache hits
             }
@@ -330,7 +375,7 @@ def train_one_epoch(
                 terms,
                 record["time"],
                 record["data_time"],
-                _hms(record["eta_s"]),
+                hms(record["eta_s"]),
                 cache,
             )
             meters, steps, iter_time, data_time = {}, 0, 0.0, 0.0
@@ -338,38 +383,7 @@ def train_one_epoch(
             if i + 1 == run.iters_per_epoch:  # stopped exactly at an epoch end
                 st.pos = Position(epoch + 1, 0, st.pos.global_iter)
             return True
+        every = tc.checkpoint_iters
+        if every > 0 and st.pos.global_iter % every == 0 and i + 1 < run.iters_per_epoch:
+            run.checkpoint(st, f"iter_{st.pos.global_iter}.pth")
     return False
-
-
-# ----------------------------------------------------------------------------------------- helpers
-class _Clock:
-    """ETA from the mean time per iteration since this process started training."""
-
-    def __init__(self, start_iter: int, total_iters: int) -> None:
-        self.t0, self.start_iter, self.total = time.perf_counter(), start_iter, total_iters
-
-    def eta(self, global_iter: int) -> float:
-        rate = (time.perf_counter() - self.t0) / max(global_iter - self.start_iter, 1)
-        return round(rate * max(self.total - global_iter, 0), 1)
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _reduce_meters(meters: dict[str, Tensor], steps: int, world_size: int) -> dict[str, float]:
-    """Loss means over the interval, averaged over ranks with one all-reduce; plus their sum ``loss``."""
-    names = sorted(meters)
-    values = (all_reduce_sum(torch.stack([meters[k] for k in names]) / steps) / world_size).tolist()
-    out = dict(zip(names, values))
-    out["loss"] = float(sum(values))
-    return out
-
-
-def _memory(device: torch.device) -> dict[str, float]:
-    if device.type == "cuda":
-        return {"memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
-    if resource is None:  # pragma: no cover - Windows
-        return {}
-    return {"memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
