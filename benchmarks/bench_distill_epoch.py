@@ -123,7 +123,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
             cfg = load(cfg.source, args.data_root, cache_dir)
             cache = build_teacher_cache(cfg, s, teacher)
         assert cfg.distill is not None
-        return Distiller(s, teacher, cfg.distill, cfg.data.images_per_gpu, cache)
+        return Distiller(s, teacher, cfg.distill, cfg.data.images_per_gpu, cache=cache)
 
     # The data: epoch 1 (fills the cache) and the timed batches of epoch 2.
     s0 = student()

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A small CPU comparison of baseline, LD, CrossKD and CrossKD + LD on the demo's synthetic shapes
-# (docs/results.md), at a reduced scale so that it fits about 20 CPU-minutes per seed: 200 training and
-# 100 held-out images of 128 px, the demo's models (configs/demo/), a teacher of 6 epochs (step at 5) and
-# students of 4 epochs (step at 3). The students share the teacher and the data; SEEDS vary the students.
+# (docs/results.md), at a reduced scale: 200 training and 100 held-out images of 128 px, the demo's models
+# (configs/demo/), a teacher of 5 epochs (step at 4) and students of 4 epochs (step at 3); about 15
+# minutes of 2 idle cores per seed. The students share the teacher and the data; SEEDS vary the students.
 #
 #   bash experiments/synthetic_crosskd.sh            # from the repository root, in the project's venv
 #   SEEDS="0 1" WORK=work_dirs/synthetic_crosskd bash experiments/synthetic_crosskd.sh
 #
-# A stage whose final evaluation exists is not trained again.
+# A stage whose final evaluation exists is not trained again; an interrupted stage resumes from its last
+# epoch checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-"0"}
@@ -16,15 +17,17 @@ mkdir -p "$WORK"
 
 SMALL=(data.train.num_images=200 data.val.num_images=100 data.train.image_size=128 data.val.image_size=128
   "data.img_scale=[128, 128]" data.train.seed=0 data.val.seed=0 train.log_interval=25)
-TEACHER=(train.epochs=6 "train.optim.steps=[5]" train.eval_interval=6 train.checkpoint_interval=6)
-STUDENT=(train.epochs=4 "train.optim.steps=[3]" train.eval_interval=4 train.checkpoint_interval=4)
+TEACHER=(train.epochs=5 "train.optim.steps=[4]" train.eval_interval=5 train.checkpoint_interval=1)
+STUDENT=(train.epochs=4 "train.optim.steps=[3]" train.eval_interval=4 train.checkpoint_interval=1)
 
 run() {  # run WORK_DIR CONFIG [overrides...]
   local dir=$1 config=$2; shift 2
   if [ -e "$dir/latest.pth" ] && grep -q '"type": "val"' "$dir/metrics.jsonl" 2>/dev/null; then
     echo "done already: $dir"; return
   fi
-  locdistill train "$config" --work-dir "$dir" --set "${SMALL[@]}" "$@"
+  local resume=()
+  if [ -e "$dir/latest.pth" ]; then resume=(--resume); fi
+  locdistill train "$config" --work-dir "$dir" "${resume[@]}" --set "${SMALL[@]}" "$@"
 }
 
 run "$WORK/teacher" configs/demo/demo_teacher.yaml "${TEACHER[@]}" train.seed=0

@@ -75,6 +75,7 @@ class Distiller(nn.Module):
         cfg: DistillConfig,
         images_per_gpu: int = 2,
         teacher_sha256: str = "",
+        *,
         cache: TeacherCache | None = None,
     ) -> None:
         super().__init__()
