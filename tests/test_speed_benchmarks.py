@@ -1,6 +1,7 @@
-"""The training-speed benchmark scripts: ``bench_train_step.py`` (mmdetection's protocol) writes its
-JSON, ``summarize_before_after.py`` reads its runs, ``gpu.sh`` / ``bench_gpu.py`` refuse to run without
-CUDA and check themselves on the CPU with --dry-run."""
+"""The training-speed benchmark scripts: ``bench_train_step.py`` (mmdetection's protocol) writes its JSON,
+``summarize_before_after.py`` reads its runs, ``bench_distill_epoch.py`` times the live and the cached
+teacher, ``gpu.sh`` / ``bench_gpu.py`` refuse to run without CUDA and check themselves on the CPU with
+--dry-run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, SHARED
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_gpu  # noqa: E402
@@ -138,3 +139,18 @@ def test_the_json_names_the_timed_source_and_before_after_summarises_it(tmp_path
     assert after["plain"]["step_median_s_per_run"] == [1.8, 1.9]
     assert after["plain"]["vs_mmdetection_median"] == pytest.approx(1.02)
     assert summary["before"]["variants"]["eager"]["ld"]["vs_mmdetection_per_run"] == [1.2, 1.24]
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "bccd" / "BCCD").is_dir(), reason="shared/data/bccd is absent")
+def test_bench_distill_epoch_times_live_and_cached_teachers_on_bccd(tmp_path: Path) -> None:
+    out = tmp_path / "distill_epoch.json"
+    script = str(ROOT / "benchmarks" / "bench_distill_epoch.py")
+    proc = run_script([sys.executable, script, "--iters", "2", "--repeats", "1", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    variants = {"plain", "ld_live", "ld_cache_epoch2", "ld_cache_hits", "crosskd_live", "crosskd_cache_hits"}
+    assert set(results["seconds_per_iteration"]) == variants
+    assert all(v["median_s"] > 0 for v in results["seconds_per_iteration"].values())
+    hits = results["cache_hit_rate_timed"]
+    assert hits["ld_cache_hits"] == 1.0 and hits["crosskd_cache_hits"] == 1.0  # the teacher never ran
+    assert 0.0 <= hits["ld_cache_epoch2"] <= 1.0
