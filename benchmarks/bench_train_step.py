@@ -9,12 +9,13 @@ timed step starts from them: BGR -> RGB, normalise, pad to a multiple of 32 and 
 preprocessed batch (no grad), as the LD step runs it. 2 warm-up and 5 timed steps; medians, min, max.
 
 Every variant (``--variants``, ``+``-joined settings: ``eager``, ``channels_last``, ``compile``,
-``bf16`` autocast, ``foreach``/``fused`` SGD, ``mkldnn_bf16``) has its own models, built with the
-same seed. With ``--mmdet PYTHON`` (the python of an environment with mmdet 3.3.0, mmengine and
-mmcv-lite) mmdetection's own ``train_step`` runs in a subprocess (``benchmarks/mmdet_worker.py``) on
-the same images and boxes, one step at a time, interleaved with ours (A/B/A/B), in float32 and, when a
-variant uses bf16 autocast, also under bf16 autocast (like with like). Ratios to mmdetection are
-taken per round (our step over the mmdetection step run next to it), then the median.
+``bf16`` autocast, ``forloop``/``foreach``/``fused`` SGD (else ``train.optim.implementation: auto``),
+``mkldnn_bf16``) has its own models, built with the same seed. With ``--mmdet PYTHON`` (the python of an
+environment with mmdet 3.3.0, mmengine and mmcv-lite) mmdetection's own ``train_step`` runs in a
+subprocess (``benchmarks/mmdet_worker.py``) on the same images and boxes, one step at a time,
+interleaved with ours (A/B/A/B), in float32 and, when a variant uses bf16 autocast, also under bf16
+autocast (like with like). Ratios to mmdetection are taken per round (our step over the mmdetection step
+run next to it), then the median.
 
     python benchmarks/bench_train_step.py --mmdet /path/to/mmdet_venv/bin/python \\
         --variants eager,channels_last,compile,bf16 --out benchmarks/results/train_step.json
@@ -49,7 +50,7 @@ from locdistill.engine.optim import build_optimizer  # noqa: E402
 from locdistill.models.gfl import build_gfl  # noqa: E402
 from locdistill.structures import Batch, ImageMeta, Targets  # noqa: E402
 
-SETTINGS = ("eager", "channels_last", "compile", "bf16", "foreach", "fused", "mkldnn_bf16")
+SETTINGS = ("eager", "channels_last", "compile", "bf16", "forloop", "foreach", "fused", "mkldnn_bf16")
 LR = 1e-4  # small: random data must not blow up over the run
 
 
@@ -61,7 +62,7 @@ class Variant:
     channels_last: bool = False
     compile: bool = False
     bf16: bool = False
-    sgd: str = "for-loop"
+    sgd: str = "auto"  # train.optim.implementation (auto: fused on CPU)
     mkldnn: str = "none"
 
     @classmethod
@@ -72,7 +73,9 @@ class Variant:
             raise SystemExit(
                 f"error: unknown variant setting(s) {unknown} in {name!r}; choose from {SETTINGS}"
             )
-        sgd = "fused" if "fused" in parts else "foreach" if "foreach" in parts else "for-loop"
+        sgd = next((s for s in ("fused", "foreach", "forloop") if s in parts), "auto").replace(
+            "forloop", "for-loop"
+        )
         return cls(
             name,
             channels_last="channels_last" in parts,
@@ -134,9 +137,8 @@ class Ours:
 
             compile_training_module(self.distiller)
         optim = OptimConfig()
-        if (
-            variant.sgd != "for-loop"
-        ):  # only when asked, so the script also times earlier revisions (PYTHONPATH=OLD/src)
+        # set only when asked, so the script also times earlier revisions (PYTHONPATH=OLD/src)
+        if variant.sgd != "auto":
             optim.implementation = variant.sgd  # type: ignore[assignment]
         self.optimizer = build_optimizer(student, optim, LR)
         self.normalize = Normalize(student.mean, student.std)

@@ -15,6 +15,6 @@ mmdet_args=()
 if [[ -x "$mmdet" ]]; then mmdet_args=(--mmdet "$mmdet"); else echo "no mmdetection python at $mmdet: timing locdistill only" >&2; fi
 mkdir -p benchmarks/results
 "$PYTHON" benchmarks/bench_train_step.py "${mmdet_args[@]}" \
-    --variants eager,channels_last,foreach,compile,channels_last+compile,bf16,bf16+channels_last,bf16+channels_last+foreach+compile --iters 7 \
+    --variants eager,forloop,channels_last,compile,channels_last+compile,bf16,bf16+channels_last,bf16+channels_last+compile --iters 7 \
     --out benchmarks/results/train_step.json
 "$PYTHON" benchmarks/profile_train_step.py --out benchmarks/results/profile_train_step.json

@@ -33,6 +33,8 @@ def test_variant_names_parse_into_settings() -> None:
     assert (v.compile, v.channels_last, v.sgd, v.bf16, v.mkldnn) == (True, True, "foreach", False, "none")
     v = bench_train_step.Variant.parse("bf16+mkldnn_bf16+fused")
     assert (v.bf16, v.mkldnn, v.sgd, v.compile) == (True, "bf16", "fused", False)
+    assert bench_train_step.Variant.parse("forloop").sgd == "for-loop"
+    assert bench_train_step.Variant.parse("eager").sgd == "auto"  # the config's default
     with pytest.raises(SystemExit, match="unknown variant setting.*'fast'"):
         bench_train_step.Variant.parse("eager+fast")
 

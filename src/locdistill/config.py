@@ -164,7 +164,8 @@ class DataConfig:
 class OptimConfig:
     """SGD with linear warm-up and step decay. ``lr`` is stated for a total batch of 16 and scaled by
     the seed's rule ``lr = total_batch / 16 * lr`` at run time. ``implementation``: PyTorch's SGD
-    kernels (``for-loop``, ``foreach`` or ``fused``; same updates, see ``engine/optim.py``)."""
+    kernels (``auto``: fused on CPU and CUDA; ``for-loop``, ``foreach`` or ``fused``; the same updates
+    to float32 rounding, see ``engine/optim.py``)."""
 
     lr: float = 0.01
     momentum: float = 0.9
@@ -175,7 +176,7 @@ class OptimConfig:
     gamma: float = 0.1
     grad_clip: float | None = None
     scale_lr: bool = True
-    implementation: Literal["for-loop", "foreach", "fused"] = "for-loop"
+    implementation: Literal["auto", "for-loop", "foreach", "fused"] = "auto"
 
 
 @dataclass

@@ -72,11 +72,20 @@ def test_compile_training_module_compiles_student_and_teacher() -> None:
     torch._dynamo.reset()
 
 
+def test_auto_sgd_is_fused_on_cpu_and_pytorchs_choice_elsewhere() -> None:
+    model = tiny_gfl(0)
+    assert OptimConfig().implementation == "auto"
+    assert build_optimizer(model, OptimConfig(), 0.01).defaults["fused"] is True
+    meta = torch.nn.Linear(2, 2, device="meta")  # a device the fused kernel does not serve
+    defaults = build_optimizer(meta, OptimConfig(), 0.01).defaults
+    assert not defaults["fused"] and defaults["foreach"] is None
+
+
 @pytest.mark.parametrize("implementation", ["foreach", "fused"])
 def test_sgd_implementations_give_the_default_updates(implementation: str) -> None:
     reference = tiny_gfl(0)
     other = copy.deepcopy(reference)
-    cfg = OptimConfig(momentum=0.9, weight_decay=1e-4)
+    cfg = OptimConfig(momentum=0.9, weight_decay=1e-4, implementation="for-loop")
     opt_ref = build_optimizer(reference, cfg, 0.01)
     opt = build_optimizer(
         other, OptimConfig(momentum=0.9, weight_decay=1e-4, implementation=implementation), 0.01

@@ -40,25 +40,31 @@ def scaled_lr(base_lr: float, total_batch: int, scale: bool = True) -> float:
     return lr
 
 
+FUSED_DEVICES = ("cpu", "cuda")
+"""Where ``implementation: auto`` picks the fused SGD kernel."""
+
+
 def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig, lr: float) -> SGD:
     """SGD over the trainable parameters (``requires_grad``) with momentum and weight decay on all.
 
     ``cfg.implementation`` picks PyTorch's kernels: ``for-loop`` (one op per parameter), ``foreach``
-    (multi-tensor ops) or ``fused`` (one fused kernel); the updates are the same.
+    (multi-tensor ops), ``fused`` (one fused kernel) or ``auto`` (the default: ``fused`` when every
+    parameter is on a CPU or CUDA device, else PyTorch's own choice). The updates are the same to
+    float32 rounding. On CPU, for GFL R18 (``benchmarks/bench_sgd.py``), the fused step takes 0.46x the
+    for-loop's time (1.0x with channels-last parameters) and the foreach step 1.9x.
     """
     if isinstance(params, nn.Module):
         params = params.parameters()
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
-    impl = getattr(cfg, "implementation", "for-loop")
+    impl = getattr(cfg, "implementation", "auto")
+    if impl == "auto":
+        impl = "fused" if all(p.device.type in FUSED_DEVICES for p in trainable) else "default"
+    foreach = {"for-loop": False, "foreach": True}.get(impl)  # None: PyTorch's choice
+    fused = True if impl == "fused" else None
     return SGD(
-        trainable,
-        lr=lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        foreach=impl == "foreach",
-        fused=True if impl == "fused" else None,
+        trainable, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=foreach, fused=fused
     )
 
 
