@@ -9,24 +9,7 @@ from locdistill.models.fpn import FPN
 from locdistill.models.gfl import GFL
 from locdistill.models.gfl_head import GFLHead
 from locdistill.structures import Batch, ImageMeta, Targets
-
-
-class TinyBackbone(nn.Module):
-    """Three strided conv stages giving C3-C5 at strides 8/16/32."""
-
-    def __init__(self, width: int = 8, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 4, 1), nn.ReLU())
-        self.c3 = nn.Sequential(nn.Conv2d(width, width, 3, 2, 1), nn.ReLU())
-        self.c4 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU())
-        self.c5 = nn.Sequential(nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.ReLU())
-        self.out_channels = [width, 2 * width, 4 * width]
-        self.mean, self.std = mean, std
-
-    def forward(self, x):
-        c3 = self.c3(self.stem(x))
-        c4 = self.c4(c3)
-        return [c3, c4, self.c5(c4)]
+from tests.helpers import TinyBackbone
 
 
 def tiny_gfl(
