@@ -15,11 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import time_interleaved, write_results  # noqa: E402
-from bench_train_step import model_cfg  # noqa: E402
+from bench_train_step import r18_student  # noqa: E402
 
 from locdistill.config import OptimConfig  # noqa: E402
 from locdistill.engine.optim import build_optimizer  # noqa: E402
-from locdistill.models.gfl import build_gfl  # noqa: E402
 
 IMPLEMENTATIONS = ("for-loop", "foreach", "fused")
 
@@ -34,10 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = build_gfl(model_cfg(18)).train()
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = r18_student(args.channels_last)
     trainable = [p for p in model.parameters() if p.requires_grad]
     for p in trainable:
         p.grad = torch.randn_like(p) * 1e-3

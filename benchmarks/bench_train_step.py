@@ -47,7 +47,7 @@ from locdistill.data.transforms import Normalize  # noqa: E402
 from locdistill.distill.distiller import Distiller  # noqa: E402
 from locdistill.engine.build import DetectorLoss  # noqa: E402
 from locdistill.engine.optim import build_optimizer  # noqa: E402
-from locdistill.models.gfl import build_gfl  # noqa: E402
+from locdistill.models.gfl import GFL, build_gfl  # noqa: E402
 from locdistill.structures import Batch, ImageMeta, Targets  # noqa: E402
 
 SETTINGS = ("eager", "channels_last", "compile", "bf16", "forloop", "foreach", "fused", "mkldnn_bf16")
@@ -115,13 +115,21 @@ def model_cfg(depth: int) -> ModelConfig:
     return cfg
 
 
+def r18_student(channels_last: bool = False) -> GFL:
+    """The timed student, GFL R18 at real width, seeded (``torch.manual_seed(0)``), in training mode."""
+    torch.manual_seed(0)
+    model = build_gfl(model_cfg(18)).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
 class Ours:
     """Our plain and LD training steps and the teacher's forward for one :class:`Variant`."""
 
     def __init__(self, variant: Variant, raw: dict[str, list], batch_size: int) -> None:
         self.v, self.raw = variant, raw
-        torch.manual_seed(0)
-        student = build_gfl(model_cfg(18)).train()
+        student = r18_student()
         teacher = build_gfl(model_cfg(101)).eval()
         distill = DistillConfig(
             main_ld=LDTermConfig(True, 0.25, 10.0),

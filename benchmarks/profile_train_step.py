@@ -25,12 +25,11 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
-from bench_train_step import model_cfg, preprocess, random_inputs  # noqa: E402
+from bench_train_step import preprocess, r18_student, random_inputs  # noqa: E402
 
 from locdistill.config import OptimConfig  # noqa: E402
 from locdistill.data.transforms import Normalize  # noqa: E402
 from locdistill.engine.optim import build_optimizer  # noqa: E402
-from locdistill.models.gfl import build_gfl  # noqa: E402
 
 FORWARD_PARTS = ("preprocess", "backbone", "fpn", "head", "targets", "losses")
 PARTS = (*FORWARD_PARTS, "backward", "optimizer")
@@ -85,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = build_gfl(model_cfg(18)).train()
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = r18_student(args.channels_last)
     optimizer = build_optimizer(model, OptimConfig(), 1e-4)
     normalize = Normalize(model.mean, model.std)
     raw = random_inputs(args.batch, args.size, args.boxes, model.num_classes)
