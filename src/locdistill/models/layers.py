@@ -31,7 +31,13 @@ class ConvNorm(nn.Module):
 
     def forward(self, x: Tensor, activate: bool = True) -> Tensor:
         """``activate=False``: the normalised conv output before the ReLU (where CrossKD crosses)."""
-        x = self.conv(x)
+        if self.conv.stride[1] > 1 and x.shape[-1] == 1 and x.is_cpu and torch.is_autocast_enabled("cpu"):
+            # oneDNN's bfloat16 weight gradient of a strided conv over a map one pixel wide is at times
+            # non-finite (torch 2.14 on CPU; FPN's P6 -> P7 on inputs <= 64 px wide): float32 there.
+            with torch.autocast("cpu", enabled=False):
+                x = self.conv(x.float())
+        else:
+            x = self.conv(x)
         if self.gn is not None:
             x = self.gn(x)
         # In place, as mmcv's ConvModule: neither the conv nor GroupNorm needs its output for backward.
