@@ -31,7 +31,8 @@ class ConvNorm(nn.Module):
 
     def forward(self, x: Tensor, activate: bool = True) -> Tensor:
         """``activate=False``: the normalised conv output before the ReLU (where CrossKD crosses)."""
-        if self.conv.stride[1] > 1 and x.shape[-1] == 1 and x.is_cpu and torch.is_autocast_enabled("cpu"):
+        # (autocast first: a traced export, where it is off, never reads the shape)
+        if self.conv.stride[1] > 1 and torch.is_autocast_enabled("cpu") and x.is_cpu and x.shape[-1] == 1:
             # oneDNN's bfloat16 weight gradient of a strided conv over a map one pixel wide is at times
             # non-finite (torch 2.14 on CPU; FPN's P6 -> P7 on inputs <= 64 px wide): float32 there.
             with torch.autocast("cpu", enabled=False):
