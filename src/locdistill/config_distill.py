@@ -31,8 +31,9 @@ class VLRConfig(LDTermConfig):
 class CrossKDConfig:
     """CrossKD (Wang et al., CVPR 2024): the student's head features cross into the frozen teacher head.
 
-    The student's tower features after its first ``layer`` convs (before that conv's ReLU; the FPN maps
-    at 0) are standardised per channel and re-scaled to the teacher's features at ``teacher_layer``
+    The student's tower features after its first ``layer`` convs (after that conv's ReLU as the authors'
+    code computes it, ``hold: post_relu``; ``hold: pre_relu`` crosses before that ReLU, a variant that
+    an earlier reading of their code gave; the FPN maps at 0) are standardised per channel and re-scaled to the teacher's features at ``teacher_layer``
     (default ``layer``), then run through the teacher's remaining tower convs and output convs. The
     resulting cross-head predictions are distilled to the teacher's own: ``cls_weight`` x KD quality
     focal loss (target the teacher's sigmoid, exponent ``cls_beta``) at every valid anchor, and
@@ -45,6 +46,7 @@ class CrossKDConfig:
     enabled: bool = False
     layer: int = 3
     teacher_layer: int | None = None
+    hold: Literal["post_relu", "pre_relu"] = "post_relu"
     adapter: bool = False
     cls_weight: float = 1.0
     cls_beta: float = 1.0

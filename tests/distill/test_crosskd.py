@@ -59,25 +59,36 @@ def test_student_forward_gives_the_students_own_outputs() -> None:
     assert tower.depth == 1
 
 
-def test_crossing_after_the_last_conv_equals_the_teacher_head_by_hand() -> None:
+@pytest.mark.parametrize("hold", ["post_relu", "pre_relu"])
+def test_crossing_after_the_last_conv_equals_the_teacher_head_by_hand(hold: str) -> None:
+    """Published (``post_relu``): the hold features are the last tower conv's output after its ReLU,
+    student and teacher alike; ``pre_relu`` (the variant) takes both before it."""
     student, teacher = tiny_gfl(0, convs=2), tiny_gfl(1, convs=2)
-    cross = CrossKD(student, teacher, CrossKDConfig(True, layer=2))
+    cross = CrossKD(student, teacher, CrossKDConfig(True, layer=2, hold=hold))  # type: ignore[arg-type]
     images = make_batch().images
     _, s_tower = cross.student_forward(student, images)
-    out = cross.cross_outputs(teacher.head, s_tower, run_teacher(teacher, images, 2).hold_sums)
+    sums = run_teacher(teacher, images, 2, hold_relu=hold == "post_relu").hold_sums
+    out = cross.cross_outputs(teacher.head, s_tower, sums)
     th = teacher.head
     t_feats = teacher.neck(teacher.backbone(images))
     s_feats = student.neck(student.backbone(images))
+    act = torch.relu if hold == "post_relu" else (lambda x: x)
     for level in range(5):
-        # the student's last tower conv before its ReLU, and the teacher's, written out
-        s_c = student.head.cls_convs[1].gn(
-            student.head.cls_convs[1].conv(student.head.cls_convs[0](s_feats[level]))
+        # the student's last tower conv (conv -> GN [-> ReLU]), and the teacher's, written out
+        s_c = act(
+            student.head.cls_convs[1].gn(
+                student.head.cls_convs[1].conv(student.head.cls_convs[0](s_feats[level]))
+            )
         )
-        t_c = th.cls_convs[1].gn(th.cls_convs[1].conv(th.cls_convs[0](t_feats[level])))
-        s_r = student.head.reg_convs[1].gn(
-            student.head.reg_convs[1].conv(student.head.reg_convs[0](s_feats[level]))
+        t_c = act(th.cls_convs[1].gn(th.cls_convs[1].conv(th.cls_convs[0](t_feats[level]))))
+        s_r = act(
+            student.head.reg_convs[1].gn(
+                student.head.reg_convs[1].conv(student.head.reg_convs[0](s_feats[level]))
+            )
         )
-        t_r = th.reg_convs[1].gn(th.reg_convs[1].conv(th.reg_convs[0](t_feats[level])))
+        t_r = act(th.reg_convs[1].gn(th.reg_convs[1].conv(th.reg_convs[0](t_feats[level]))))
+        if hold == "post_relu":
+            assert (s_c == 0).float().mean() > 0.2  # rectified: many exact zeros
 
         def aligned(s, t):
             s_flat, t_flat = s.transpose(0, 1).flatten(1), t.transpose(0, 1).flatten(1)

@@ -21,8 +21,8 @@ def test_split_at_every_depth_equals_forward(dgqp: bool) -> None:
         torch.nn.init.normal_(p, 0, 0.3)
     feats = _feats()
     full = head(feats)
-    for depth in range(head.stacked_convs + 1):
-        tower = head.forward_tower(feats, depth)
+    for depth, relu_last in [(d, r) for d in range(head.stacked_convs + 1) for r in (True, False)]:
+        tower = head.forward_tower(feats, depth, relu_last)
         assert tower.depth == depth
         width = 16 if depth == 0 else 24
         assert [tuple(c.shape) for c in tower.cls_feats] == [
@@ -33,15 +33,16 @@ def test_split_at_every_depth_equals_forward(dgqp: bool) -> None:
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_tower_features_are_taken_before_the_relu() -> None:
+def test_tower_features_are_taken_after_the_relu_or_before_it_on_request() -> None:
     torch.manual_seed(1)
     head = GFLHead(2, 8, 8, stacked_convs=2, num_levels=1, reg_max=3, norm_groups=2)
     x = [torch.randn(1, 8, 5, 5)]
-    tower = head.forward_tower(x, 2)
     conv0, conv1 = head.cls_convs
-    expected = conv1.gn(conv1.conv(torch.relu(conv0.gn(conv0.conv(x[0])))))
-    torch.testing.assert_close(tower.cls_feats[0], expected)
-    assert bool((tower.cls_feats[0] < 0).any())  # no ReLU applied
+    pre = conv1.gn(conv1.conv(torch.relu(conv0.gn(conv0.conv(x[0])))))
+    torch.testing.assert_close(head.forward_tower(x, 2).cls_feats[0], torch.relu(pre))  # published
+    before = head.forward_tower(x, 2, relu_last=False).cls_feats[0]
+    torch.testing.assert_close(before, pre)
+    assert bool((before < 0).any())  # no ReLU applied
     torch.testing.assert_close(head.forward_tower(x, 0).reg_feats[0], x[0])
 
 

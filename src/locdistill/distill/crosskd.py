@@ -3,15 +3,18 @@ frozen teacher head, and the resulting cross-head predictions are distilled to t
 
 Step by step, per FPN level and for the class and box towers separately (the authors' GFL code)::
 
-    student tower, first `layer` convs (the last one before its ReLU)  -> s_hold   [B, F_s, H, W]
-    teacher tower, first `teacher_layer` convs (likewise)              -> t_hold   [B, F_t, H, W]
+    student tower, first `layer` convs (conv -> GN -> ReLU each)  -> s_hold   [B, F_s, H, W]
+    teacher tower, first `teacher_layer` convs (likewise)         -> t_hold   [B, F_t, H, W]
     [1x1 adapter F_s -> F_t, only with `adapter` when the widths differ]
     standardise s_hold per channel over (B, H, W) (mean, unbiased std + 1e-6), re-scale to t_hold's
         per-channel mean and std
     ReLU (when teacher_layer > 0), the teacher's tower convs teacher_layer.., gfl_cls, Scale * gfl_reg
         -> cross-head predictions, distilled by :mod:`locdistill.distill.crosskd_loss`
 
-The teacher stays frozen (``requires_grad`` off, eval mode, outside the optimizer): gradients pass
+The hold features are taken after the ReLU of the last conv, as the authors' code computes them (their
+loop keeps mmcv ``ConvModule``'s conv -> GN output, which the module's in-place ReLU then rectifies);
+``distill.crosskd.hold: pre_relu`` crosses before that ReLU instead (not the published method). The
+teacher stays frozen (``requires_grad`` off, eval mode, outside the optimizer): gradients pass
 through its weights into the student's features only. Only the adapters (if any) are trainable here.
 The teacher's hold statistics are kept as per-image channel sums and sums of squares in float64
 (:class:`TeacherResult`), so that a batch's mean and std can be rebuilt exactly from cached images.
@@ -76,20 +79,25 @@ def batch_mean_std(sums: Tensor, pixels_per_image: int) -> tuple[Tensor, Tensor]
 
 
 @torch.inference_mode()
-def _teacher_forward(teacher: GFL, images: Tensor, hold_depth: int | None) -> TeacherResult:
+def _teacher_forward(
+    teacher: GFL, images: Tensor, hold_depth: int | None, hold_relu: bool
+) -> TeacherResult:
     if hold_depth is None:
         return TeacherResult(teacher(images))
-    tower = teacher.head.forward_tower(teacher.neck(teacher.backbone(images)), hold_depth)
+    tower = teacher.head.forward_tower(teacher.neck(teacher.backbone(images)), hold_depth, hold_relu)
     return TeacherResult(teacher.head.forward_from(tower), hold_sums(tower))
 
 
-def run_teacher(teacher: GFL, images: Tensor, hold_depth: int | None = None) -> TeacherResult:
+def run_teacher(
+    teacher: GFL, images: Tensor, hold_depth: int | None = None, hold_relu: bool = True
+) -> TeacherResult:
     """The frozen teacher on ``images`` (already in its own normalisation), under inference mode.
 
     With ``hold_depth`` (CrossKD's ``teacher_layer``) the teacher's tower statistics at that depth come
-    too. The outputs are cloned out of inference mode as float32, usable as constant targets.
+    too, after that conv's ReLU (before it with ``hold_relu=False``). The outputs are cloned out of
+    inference mode as float32, usable as constant targets.
     """
-    result = _teacher_forward(teacher, images, hold_depth)
+    result = _teacher_forward(teacher, images, hold_depth, hold_relu)
     outputs = result.outputs.clone().float()
     sums = None if result.hold_sums is None else [s.clone() for s in result.hold_sums]
     return TeacherResult(outputs, sums)
@@ -132,6 +140,7 @@ class CrossKD(nn.Module):
         self.cfg = cfg
         self.layer = cfg.layer
         self.teacher_layer = teacher_depth(cfg)
+        self.hold_relu = cfg.hold == "post_relu"
         s_convs, t_convs = student.head.stacked_convs, teacher.head.stacked_convs
         if not 0 <= self.layer <= s_convs:
             raise ValueError(
@@ -159,7 +168,7 @@ class CrossKD(nn.Module):
 
     def student_forward(self, student: GFL, images: Tensor) -> tuple[HeadOutputs, TowerFeatures]:
         """The student's raw outputs (exactly ``student(images)``) and its tower features at ``layer``."""
-        tower = student.head.forward_tower(student.neck(student.backbone(images)), self.layer)
+        tower = student.head.forward_tower(student.neck(student.backbone(images)), self.layer, self.hold_relu)
         return student.head.forward_from(tower), tower
 
     def cross_outputs(

@@ -135,7 +135,8 @@ class Distiller(nn.Module):
         depth = self.crosskd.teacher_layer if self.crosskd is not None else None
 
         def compute(images: Tensor) -> TeacherResult:
-            return run_teacher(self.teacher, self.teacher_inputs(images), depth)
+            hold_relu = self.crosskd is None or self.crosskd.hold_relu
+            return run_teacher(self.teacher, self.teacher_inputs(images), depth, hold_relu)
 
         if self.cache is None:
             return compute(batch.images)

@@ -339,6 +339,7 @@ def build_teacher_cache(cfg: Config, student: GFL, teacher: GFL) -> TeacherCache
             "size_divisor": cfg.data.size_divisor,
         },
         "hold_depth": teacher_depth(d.crosskd) if d.crosskd.enabled else None,
+        "hold": d.crosskd.hold if d.crosskd.enabled else None,
     }
     vlr = (d.vlr_ld.alpha_low, d.vlr_ld.diou) if d.vlr_ld.enabled else None
     return TeacherCache(d.cache, settings, d.cache_dtype, d.cache_anchors, vlr)

@@ -41,8 +41,8 @@ class TowerFeatures(NamedTuple):
 
     Attributes:
         cls_feats, reg_feats: ``[B, F, H_l, W_l]`` per level: the output of tower conv ``depth - 1``
-            of the class / box tower *before* its ReLU (conv -> GroupNorm), or the FPN map itself at
-            depth 0.
+            of the class / box tower after its ReLU (or before it, conv -> GroupNorm, with
+            ``forward_tower(..., relu_last=False)``), or the FPN map itself at depth 0.
         depth: how many tower convs produced them (0 = none).
     """
 
@@ -163,12 +163,15 @@ class GFLHead(nn.Module):
     def stacked_convs(self) -> int:
         return len(self.cls_convs)
 
-    def forward_tower(self, feats: list[Tensor], depth: int) -> TowerFeatures:
-        """The first ``depth`` convs of both towers at every level, the last one without its ReLU.
+    def forward_tower(self, feats: list[Tensor], depth: int, relu_last: bool = True) -> TowerFeatures:
+        """The first ``depth`` convs of both towers at every level (conv -> GN -> ReLU each).
 
-        ``forward_from(forward_tower(feats, k))`` equals ``forward(feats)`` for every ``k`` in
-        ``0..stacked_convs``; CrossKD feeds the student's :class:`TowerFeatures` to the teacher's
-        :meth:`forward_from` instead.
+        ``relu_last=False`` leaves out the ReLU of the last of those convs (its normalised conv output);
+        CrossKD as published crosses after that ReLU (``relu_last=True``: the authors keep a reference to
+        mmcv ``ConvModule``'s conv -> GN output, which its in-place ReLU then rectifies).
+        ``forward_from(forward_tower(feats, k, r))`` equals ``forward(feats)`` for every ``k`` in
+        ``0..stacked_convs`` and either ``r``; CrossKD feeds the student's :class:`TowerFeatures` to the
+        teacher's :meth:`forward_from` instead.
         """
         if not 0 <= depth <= self.stacked_convs:
             raise ValueError(f"tower depth {depth} is outside 0..{self.stacked_convs} (the head's convs)")
@@ -176,15 +179,16 @@ class GFLHead(nn.Module):
         for x in feats:
             c, r = x, x
             for i in range(depth):
-                c = self.cls_convs[i](c, activate=i + 1 < depth)
-                r = self.reg_convs[i](r, activate=i + 1 < depth)
+                activate = relu_last or i + 1 < depth
+                c = self.cls_convs[i](c, activate=activate)
+                r = self.reg_convs[i](r, activate=activate)
             cls_feats.append(c)
             reg_feats.append(r)
         return TowerFeatures(cls_feats, reg_feats, depth)
 
     def forward_from(self, tower: TowerFeatures) -> HeadOutputs:
-        """Finish the head from :class:`TowerFeatures` of depth ``k``: ReLU (when ``k > 0``), tower convs
-        ``k..stacked_convs-1``, the output convs, each level's :class:`Scale` and (v2) the DGQP."""
+        """Finish the head from :class:`TowerFeatures` of depth ``k``: ReLU (when ``k > 0``; a no-op on
+        features already rectified), tower convs ``k..stacked_convs-1``, the output convs, each level's :class:`Scale` and (v2) the DGQP."""
         k = tower.depth
         if not 0 <= k <= self.stacked_convs:
             raise ValueError(f"tower depth {k} is outside 0..{self.stacked_convs} (the head's convs)")
