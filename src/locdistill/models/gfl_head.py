@@ -188,7 +188,8 @@ class GFLHead(nn.Module):
 
     def forward_from(self, tower: TowerFeatures) -> HeadOutputs:
         """Finish the head from :class:`TowerFeatures` of depth ``k``: ReLU (when ``k > 0``; a no-op on
-        features already rectified), tower convs ``k..stacked_convs-1``, the output convs, each level's :class:`Scale` and (v2) the DGQP."""
+        features already rectified), tower convs ``k..stacked_convs-1``, the output convs, each level's
+        :class:`Scale` and (v2) the DGQP."""
         k = tower.depth
         if not 0 <= k <= self.stacked_convs:
             raise ValueError(f"tower depth {k} is outside 0..{self.stacked_convs} (the head's convs)")
