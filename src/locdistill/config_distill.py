@@ -34,7 +34,8 @@ class CrossKDConfig:
     The student's tower features after its first ``layer`` convs (after that conv's ReLU as the authors'
     code computes it, ``hold: post_relu``; ``hold: pre_relu`` crosses before that ReLU, a variant that
     an earlier reading of their code gave; the FPN maps at 0) are standardised per channel and
-    re-scaled to the teacher's features at ``teacher_layer`` (default ``layer``), then run through the teacher's remaining tower convs and output convs. The
+    re-scaled to the teacher's features at ``teacher_layer`` (default ``layer``), then run through the
+    teacher's remaining tower convs and output convs. The
     resulting cross-head predictions are distilled to the teacher's own: ``cls_weight`` x KD quality
     focal loss (target the teacher's sigmoid, exponent ``cls_beta``) at every valid anchor, and
     ``reg_weight`` x KL (temperature ``reg_temperature``, summed over bins) of the edge distributions
