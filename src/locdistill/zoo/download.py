@@ -75,10 +75,12 @@ def download_checked(
         raise DownloadError(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:  # offline, refused, unknown host
         raise DownloadError(f"no connection: {e.reason}") from None
-    except http.client.IncompleteRead as e:
-        raise DownloadError(f"the transfer stopped after {len(e.partial)} bytes of a block") from None
-    except (TimeoutError, http.client.HTTPException, ConnectionError) as e:
-        raise DownloadError(f"the transfer failed: {type(e).__name__} {e}".strip()) from None
+    except TimeoutError:
+        raise DownloadError(f"timed out (no data for {timeout:g} s)") from None
+    except ConnectionError as e:
+        raise DownloadError(f"the connection dropped ({e.strerror or type(e).__name__})") from None
+    except http.client.HTTPException as e:  # IncompleteRead, a malformed response
+        raise DownloadError(f"the transfer failed ({type(e).__name__}: {e})") from None
     except DownloadError:
         raise
     except OSError as e:  # a socket error mid-transfer, or the disk (full, read-only)
