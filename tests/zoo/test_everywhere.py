@@ -16,7 +16,7 @@ from locdistill.cli import main
 from locdistill.engine.teacher import build_teacher
 from locdistill.utils.hashing import sha256_file
 from locdistill.weights import read_weights
-from locdistill.zoo import cache_path, zoo_entry
+from locdistill.zoo import ZooError, cache_path, zoo_entry
 from tests.helpers import tiny_config
 from tests.zoo.conftest import FakeZoo
 
@@ -67,6 +67,23 @@ def test_detector_from_checkpoint_takes_zoo_names(fake_zoo: FakeZoo, tmp_path: P
     for a, b in zip(detector.model.state_dict().values(), fake_zoo.payload.model.state_dict().values()):
         assert torch.equal(a, b)
     assert len(detector.predict(_image(tmp_path), score_thr=0.0)) > 0  # type: ignore[arg-type]
+
+
+def test_analyze_takes_zoo_names(fake_zoo: FakeZoo) -> None:
+    import argparse
+
+    from locdistill.analysis.analyze import load_model, model_paths
+
+    args = argparse.Namespace(teacher="zoo:tiny", student="zoo:tiny", baseline=None, names=None)
+    paths = model_paths(args)  # fetched here: a failed download stops analyze before any model is built
+    assert paths == {"teacher": Path("zoo:tiny"), "student": Path("zoo:tiny")}
+    assert len(fake_zoo.server.hits) == 1
+    model, cfg = load_model(paths["teacher"], torch.device("cpu"))  # built from the entry's config
+    assert cfg.source == str(fake_zoo.payload.config) and not model.training
+    with pytest.raises(ZooError, match="cannot download zoo:tiny-offline"):
+        model_paths(
+            argparse.Namespace(teacher="zoo:tiny", student="zoo:tiny-offline", baseline=None, names=None)
+        )
 
 
 def test_a_zoo_teacher_is_downloaded_and_hashed(fake_zoo: FakeZoo, tmp_path: Path) -> None:
