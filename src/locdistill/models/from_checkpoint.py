@@ -7,7 +7,8 @@
     model, info = build_detector_from_checkpoint("teacher.pth", "configs/x.yaml", ["train.amp=false"])
 
 The config is the one given (a path or a :class:`~locdistill.config.Config`), else the one the
-checkpoint stores (every locdistill checkpoint does; mmdetection files and plain state dicts do not);
+checkpoint stores (every locdistill checkpoint does; mmdetection files and plain state dicts do not),
+else for ``zoo:NAME`` the shipped config that zoo entry loads into (:mod:`locdistill.zoo`);
 ``overrides`` (``--set``) apply on top of either. The backbone's ``pretrained`` is turned off (the
 checkpoint holds every weight), and a file that does not fit says which config it stores.
 """
@@ -25,6 +26,7 @@ import torch
 from locdistill.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, to_dict
 from locdistill.models.gfl import GFL, build_gfl
 from locdistill.weights import LoadReport, WeightsError, WeightsFile, load_weights, read_weights
+from locdistill.zoo import zoo_config
 
 
 @dataclass
@@ -127,8 +129,9 @@ def build_detector_from_checkpoint(
     """The GFL that ``path`` holds, with its weights, on ``device`` in eval mode.
 
     Args:
-        path: any file :func:`locdistill.weights.read_weights` reads.
-        cfg: a config (path or object); ``None``: the config stored in the checkpoint.
+        path: any file :func:`locdistill.weights.read_weights` reads, or ``zoo:NAME``.
+        cfg: a config (path or object); ``None``: the config stored in the checkpoint (``zoo:NAME``:
+            the shipped config of that entry).
         overrides: ``key=value`` strings applied on top of the config (``--set``).
         use_ema: the EMA weights of a training checkpoint.
 
@@ -136,6 +139,7 @@ def build_detector_from_checkpoint(
         WeightsError: unreadable file, no config anywhere, or weights that do not fit the model (naming
             the keys, the config the model was built from and the one the file stores).
     """
+    cfg = cfg if cfg is not None else zoo_config(path)  # mmdetection's files store none: the zoo knows
     given = given_config(cfg, overrides) if cfg is not None else None  # a bad config fails before any read
     file = read_weights(path)
     config, described = given if given is not None else stored_config(file, overrides)
