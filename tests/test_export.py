@@ -1,5 +1,6 @@
-"""ONNX export: onnxruntime reproduces PyTorch on real photos, for a batch of any size, with the configured
-NMS (plain or Score-voting Cluster-DIoU-NMS) in the graph; metadata; the export-time parity check."""
+"""ONNX export: onnxruntime reproduces PyTorch on real photos (up to float32 accumulation order), for a
+batch of any size, with the configured NMS (plain or Score-voting Cluster-DIoU-NMS) in the graph deciding
+as PyTorch's does; metadata; the export-time parity check."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from locdistill.config import TestConfig as ModelTestConfig
 from locdistill.export import ExportableGFL, ExportParityError, export_onnx
 from locdistill.models.gfl import GFL, build_gfl
 from locdistill.structures import ImageMeta
+from tests.tolerance import accumulation_rtol
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -54,28 +56,45 @@ def metas(n: int) -> list[ImageMeta]:
 
 
 @pytest.mark.parametrize("nms_type", ["nms", "voting_cluster_diou"])
-def test_onnx_with_nms_matches_predict_on_real_photos(
+def test_onnx_with_nms_decides_as_pytorch_on_real_photos(
     tmp_path: Path, coco128_dir: Path, nms_type: str
 ) -> None:
+    """The graph's NMS makes PyTorch's decisions on the graph's own boxes and scores, which match
+    PyTorch's up to float32 accumulation order (the next test); PyTorch's post-processing is
+    ``GFL.predict``'s (test_export_nms.py). The detections are not compared with ``GFL.predict``'s
+    directly: on these photos two kept scores lie 7e-6 apart and two boxes of a class 7e-6 from the IoU
+    threshold, closer than onnxruntime and PyTorch agree on every CPU, so the order or the count could
+    differ with the CPU's kernels (the export-time check runs on its own smooth images)."""
     model = tiny_model(nms_type)
     x = photos(coco128_dir, model)
     path = export_onnx(model, tmp_path / "model.onnx", (H, W), with_nms=True, class_names=["a", "b", "c"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        dets = model.predict(model(x), metas(len(x)), rescale=False)
+    raw_path = export_onnx(model, tmp_path / "raw.onnx", (H, W), check=False)
+    raw_session = ort.InferenceSession(str(raw_path), providers=["CPUExecutionProvider"])
+    post = ExportableGFL(model, (H, W), with_nms=True).post
+    assert post is not None
     for batch in (x, x[1:]):  # the batch axis is dynamic
         boxes, scores, labels, num = session.run(None, {"images": batch.numpy()})
         assert boxes.shape == (len(batch), 100, 4) and labels.dtype == np.int64
-        for i, det in enumerate(dets[len(x) - len(batch) :]):
+        raw_boxes, raw_scores = raw_session.run(None, {"images": batch.numpy()})
+        with torch.no_grad():
+            ref_boxes, ref_scores, ref_labels, ref_num = post(
+                torch.from_numpy(raw_boxes), torch.from_numpy(raw_scores)
+            )
+        for i in range(len(batch)):
             n = int(num[i])
-            assert n == len(det) > 20
-            np.testing.assert_array_equal(labels[i, :n], det.labels.numpy())
-            np.testing.assert_allclose(scores[i, :n], det.scores.numpy(), rtol=1e-4, atol=1e-5)
-            np.testing.assert_allclose(boxes[i, :n], det.boxes.numpy(), rtol=1e-4, atol=1e-3)
+            assert n == int(ref_num[i]) > 20
+            np.testing.assert_array_equal(labels[i, :n], ref_labels[i, :n].numpy())
+            np.testing.assert_array_equal(scores[i, :n], ref_scores[i, :n].numpy())  # selected, not computed
+            # score voting averages the boxes of all candidates (a matrix product): accumulation order
+            # over raw_boxes.shape[1] terms of at most the image size (tests/tolerance.py)
+            atol = accumulation_rtol(raw_boxes.shape[1]) * max(H, W)
+            np.testing.assert_allclose(boxes[i, :n], ref_boxes[i, :n].numpy(), rtol=0, atol=atol)
             assert (labels[i, n:] == -1).all() and (scores[i, n:] == 0).all()
     if nms_type == "voting_cluster_diou":  # voting really moved boxes: not what plain NMS keeps
-        model.test_cfg.nms_type = "nms"
         with torch.no_grad():
+            dets = model.predict(model(x), metas(len(x)), rescale=False)
+            model.test_cfg.nms_type = "nms"
             plain = model.predict(model(x), metas(len(x)), rescale=False)
         assert not torch.allclose(plain[0].boxes[:10], dets[0].boxes[:10])
 
@@ -89,10 +108,17 @@ def test_onnx_without_nms_and_metadata(tmp_path: Path, coco128_dir: Path) -> Non
     with torch.no_grad():
         ref_boxes, ref_scores = ExportableGFL(model, (H, W))(x)
         raw = model(x)
-    np.testing.assert_allclose(boxes, ref_boxes.numpy(), rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(scores, ref_scores.numpy(), rtol=1e-4, atol=1e-5)
+    # onnxruntime's kernels sum in their own order (tests/tolerance.py): ResNet-18 (17 convs), FPN with
+    # P6/P7 (4), head (2), at most 9 * 128 products each. Scores are sigmoids (slope <= 1/4) of logits
+    # with that relative error; boxes are softmax expectations times the stride, at most the image size.
+    rtol = accumulation_rtol(reduction=9 * 128, depth=23)
+    score_atol = rtol * max(float(c.abs().max()) for c in raw.cls_scores) / 4
+    np.testing.assert_allclose(boxes, ref_boxes.numpy(), rtol=0, atol=rtol * max(H, W))
+    np.testing.assert_allclose(scores, ref_scores.numpy(), rtol=0, atol=score_atol)
     first_level = raw.cls_scores[0].sigmoid().permute(0, 2, 3, 1).reshape(3, -1, 3)
-    np.testing.assert_allclose(scores[:, : first_level.shape[1]], first_level.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        scores[:, : first_level.shape[1]], first_level.numpy(), rtol=0, atol=score_atol
+    )
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(meta["class_names"]) == ["rbc", "wbc", "platelets"]
     assert json.loads(meta["input_size"]) == [H, W]
