@@ -34,7 +34,7 @@ from locdistill.models.gfl_loss import flatten_levels
 from locdistill.structures import Batch, Detections
 
 if TYPE_CHECKING:
-    from locdistill.export import ExportableGFL
+    from locdistill.export_graph import ExportableGFL
     from locdistill.models.gfl import GFL
 
 logger = logging.getLogger(__name__)
