@@ -105,29 +105,6 @@ def test_onnx_with_nms_gives_predicts_detections_on_non_square_photos(
         assert not torch.allclose(predict(model, landscape).boxes[:10], voted.boxes[:10])
 
 
-def test_the_recipe_is_predicts_pipeline(coco128_dir: Path) -> None:
-    """The numpy reference gives the tensor predict's pipeline gives: bit for bit where PyTorch resizes
-    uint8 natively (x86 AVX2 / AVX-512, ARM), else within one grey level."""
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2.functional._geometry import _do_native_uint8_resize_on_cpu
-
-    exact = _do_native_uint8_resize_on_cpu(InterpolationMode.BILINEAR)
-    r = Recipe((1333, 800), 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    images = [read_rgb(sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))[1])]
-    images += [synthetic_image(h, w, h) for h, w in [(333, 500), (800, 1201), (1100, 700), (37, 61)]]
-    for image in images:
-        feed = preprocess(image, r)
-        batch = prepare_scaled(
-            torch.from_numpy(image.transpose(2, 0, 1).copy()), r.img_scale, 32, r.mean, r.std
-        )
-        meta = batch.metas[0]
-        assert feed["images"].dtype == np.float32 and feed["images"].shape == tuple(batch.images.shape)
-        assert feed["img_shape"].tolist() == [list(meta.img_shape)]
-        assert feed["ori_shape"].tolist() == [list(meta.ori_shape)]
-        tol = 0.0 if exact else 1.01 / (255 * 0.224)
-        np.testing.assert_allclose(feed["images"], batch.images.numpy(), rtol=0, atol=tol)
-
-
 def test_onnx_without_nms_any_size_and_metadata(tmp_path: Path) -> None:
     model = tiny_model()
     r = Recipe((256, 160), 32, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
