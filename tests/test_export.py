@@ -6,6 +6,7 @@ NMS (plain or Score-voting Cluster-DIoU-NMS) in the graph; metadata; the export-
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,9 @@ def test_cli_export_honours_the_configured_nms(tmp_path: Path, capsys: pytest.Ca
         str(tmp_path / "a.png"),
     ]
     assert main(argv) == 0
-    assert "nms=voting_cluster_diou" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "nms=voting_cluster_diou" in printed
+    assert re.search(r"checked against predict on 1 image\(s\): \d+ detections, scores within", printed)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["class_names"]) == ["x", "y", "z"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,9 +185,18 @@ def run_export(args: argparse.Namespace) -> int:
     recipe = recipe_for(scale, cfg.data.size_divisor, *resolve_mean_std(cfg.data, model.mean, model.std))
     paths = getattr(args, "check_image", None) or []
     images = [read_image(p).permute(1, 2, 0).numpy() for p in paths] or None
-    path = export_onnx(
-        model, args.out, recipe, args.with_nms, class_names=info.class_names, check_images=images
-    )
+    # show the check's summary line (and its warning) on the console
+    check_log = logging.getLogger("locdistill.export_check")
+    handler, level = logging.StreamHandler(sys.stdout), check_log.level
+    check_log.addHandler(handler)
+    check_log.setLevel(logging.INFO)
+    try:
+        path = export_onnx(
+            model, args.out, recipe, args.with_nms, class_names=info.class_names, check_images=images
+        )
+    finally:
+        check_log.removeHandler(handler)
+        check_log.setLevel(level)
     nms = cfg.model.test.nms.type if args.with_nms else "none"
     print(
         f"exported {cfg.source} with {args.checkpoint} to {path} (inputs images Bx3xHxW, img_shape, "

@@ -184,6 +184,7 @@ def parity_check(
     images = list(images) if images is not None else default_check_images()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diffs: dict[str, float] = {}
+    compared = 0
     for group in _groups(images, recipe):
         feed = batch_inputs([preprocess(images[i], recipe) for i in group])
         got = session.run(None, feed)
@@ -203,7 +204,28 @@ def parity_check(
                 match_detections(what, found, det, diffs)
             except ExportParityError as e:
                 raise ExportParityError(f"{e}{_hint(wrapper, feed, k)}") from None
+            compared += n
+    _report(path, len(images), compared if wrapper.post is not None else None, diffs)
     return diffs
+
+
+def _report(path: str | Path, num_images: int, compared: int | None, diffs: dict[str, float]) -> None:
+    score = max((v for k, v in diffs.items() if k.endswith(": scores")), default=0.0)
+    box = max((v for k, v in diffs.items() if k.endswith("(px)")), default=0.0)
+    what = "per-anchor outputs" if compared is None else f"{compared} detections"
+    logger.info(
+        "%s checked against predict on %d image(s): %s, scores within %.2g, boxes within %.2g px",
+        path,
+        num_images,
+        what,
+        score,
+        box,
+    )
+    if compared == 0:
+        logger.warning(
+            "the export check compared no detections (predict finds none on the check images): name "
+            "photos of the model's classes with --check-image"
+        )
 
 
 def _compare_raw(
