@@ -207,7 +207,21 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=Path, required=True, help="output file")
     p.add_argument("--with-nms", action="store_true", help="include post-processing and NMS in the graph")
-    _add_img_size(p)
+    p.add_argument(
+        "--img-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="resize scale of the preprocessing recipe, as data.img_scale (default: the config's); the "
+        "graph takes any input size",
+    )
+    p.add_argument(
+        "--check-image",
+        nargs="+",
+        type=Path,
+        metavar="IMG",
+        help="check the export against predict on these images (default: synthetic non-square ones)",
+    )
     _add_set(p)
 
 
