@@ -38,7 +38,11 @@ OUR_CONFIGS = {
 """Case name in the refs -> our config with that schedule."""
 
 MORE_CONFIGS = {
-    "gfl_1x": ["gfl/gfl_r18_fpn_coco_1x.yaml", "gfl/gfl_r34_fpn_coco_1x.yaml", "ld/ld_gflv1_r101_r50_fpn_coco_1x.yaml"],
+    "gfl_1x": [
+        "gfl/gfl_r18_fpn_coco_1x.yaml",
+        "gfl/gfl_r34_fpn_coco_1x.yaml",
+        "ld/ld_gflv1_r101_r50_fpn_coco_1x.yaml",
+    ],
     "gfl_ms_2x": ["gfl/gflv2_r50_fpn_coco_2x.yaml", "ld/ld_gflv1_r101dcn_r101_fpn_coco_2x.yaml"],
     "voc": ["ld/ld_gflv1_r101_r18_fpn_voc.yaml"],
 }
@@ -106,13 +110,17 @@ def test_schedule_equals_mmdetection_at_every_iteration(key: str) -> None:
 
     expected = {k: _expand(ref[k], n) for k in ("lr", "momentum", "weight_decay", "dampening", "nesterov")}
     for k in ("lr", "momentum", "weight_decay", "dampening"):
-        assert _sha256(expected[k]) == ref[f"{k}_sha256"], f"the stored {k} runs do not decode to the recording"
+        assert _sha256(expected[k]) == ref[f"{k}_sha256"], (
+            f"the stored {k} runs do not decode to the recording"
+        )
     ours = _ours(cfg.train.optim, base_lr, ipe, n)
     got_lr = torch.tensor([g["lr"] for g in ours], dtype=torch.float64)
     want_lr = torch.tensor(expected["lr"], dtype=torch.float64)
     rel = ((got_lr - want_lr).abs() / want_lr).max().item()
     worst = int(((got_lr - want_lr).abs() / want_lr).argmax())
-    assert rel <= 1e-12, f"iteration {worst}: lr {got_lr[worst].item()!r}, mmdetection {want_lr[worst].item()!r}"
+    assert rel <= 1e-12, (
+        f"iteration {worst}: lr {got_lr[worst].item()!r}, mmdetection {want_lr[worst].item()!r}"
+    )
     for k in ("momentum", "weight_decay", "dampening", "nesterov"):
         got = [g[k] for g in ours]
         bad = [i for i, (a, b) in enumerate(zip(got, expected[k])) if a != b]
@@ -127,8 +135,19 @@ def test_other_seed_configs_share_the_schedule(name: str) -> None:
         other = load_config(CONFIGS / path).train
         assert other.epochs == ref.epochs, path
         a, b = other.optim, ref.optim
-        assert (a.lr, a.momentum, a.weight_decay, a.steps, a.gamma) == (b.lr, b.momentum, b.weight_decay, b.steps, b.gamma), path
-        assert (a.warmup_iters, a.warmup_ratio, a.warmup_style, a.scale_lr) == (b.warmup_iters, b.warmup_ratio, b.warmup_style, b.scale_lr), path
+        assert (a.lr, a.momentum, a.weight_decay, a.steps, a.gamma) == (
+            b.lr,
+            b.momentum,
+            b.weight_decay,
+            b.steps,
+            b.gamma,
+        ), path
+        assert (a.warmup_iters, a.warmup_ratio, a.warmup_style, a.scale_lr) == (
+            b.warmup_iters,
+            b.warmup_ratio,
+            b.warmup_style,
+            b.scale_lr,
+        ), path
 
 
 def test_mmcv_warmup_style_is_the_seeds() -> None:
@@ -136,7 +155,9 @@ def test_mmcv_warmup_style_is_the_seeds() -> None:
     earlier; in between it sits below mmengine's line."""
     mmengine = _ours(OptimConfig(warmup_iters=500), 0.01, 100, 600)
     mmcv = _ours(OptimConfig(warmup_iters=500, warmup_style="mmcv"), 0.01, 100, 600)
-    assert mmengine[0]["lr"] == pytest.approx(1e-5, rel=1e-12) and mmcv[0]["lr"] == pytest.approx(1e-5, rel=1e-12)
+    assert mmengine[0]["lr"] == pytest.approx(1e-5, rel=1e-12) and mmcv[0]["lr"] == pytest.approx(
+        1e-5, rel=1e-12
+    )
     assert mmengine[499]["lr"] == 0.01 and mmcv[499]["lr"] == pytest.approx(0.01 * (1 - 0.999 / 500))
     assert mmcv[500]["lr"] == 0.01
     assert all(b["lr"] < a["lr"] for a, b in zip(mmengine[1:500], mmcv[1:500]))

@@ -79,9 +79,7 @@ def batch_mean_std(sums: Tensor, pixels_per_image: int) -> tuple[Tensor, Tensor]
 
 
 @torch.inference_mode()
-def _teacher_forward(
-    teacher: GFL, images: Tensor, hold_depth: int | None, hold_relu: bool
-) -> TeacherResult:
+def _teacher_forward(teacher: GFL, images: Tensor, hold_depth: int | None, hold_relu: bool) -> TeacherResult:
     if hold_depth is None:
         return TeacherResult(teacher(images))
     tower = teacher.head.forward_tower(teacher.neck(teacher.backbone(images)), hold_depth, hold_relu)
