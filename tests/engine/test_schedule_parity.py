@@ -150,6 +150,20 @@ def test_other_seed_configs_share_the_schedule(name: str) -> None:
         ), path
 
 
+def test_the_optimiser_holds_what_mmdetection_trains() -> None:
+    """mmdetection's one group lists every student parameter, frozen ones included (never updated);
+    ours lists exactly the trainable ones, as many as mmdetection's (the teacher is in neither)."""
+    from locdistill.models.gfl import build_gfl
+
+    ref = _refs()["cases"]["ld_1x@7"]["groups"][0]
+    cfg = load_config(CONFIGS / OUR_CONFIGS["ld_1x"], ["model.backbone.pretrained=false"])
+    student = build_gfl(cfg.model)
+    opt = build_optimizer(student, cfg.train.optim, 0.01)
+    assert len(opt.param_groups) == 1
+    assert len(opt.param_groups[0]["params"]) == ref["trainable"] == 94
+    assert len(list(student.parameters())) == ref["params"]
+
+
 def test_mmcv_warmup_style_is_the_seeds() -> None:
     """``warmup_style: mmcv`` (mmdetection 2.x): the full lr from iteration ``warmup_iters``, not one
     earlier; in between it sits below mmengine's line."""
