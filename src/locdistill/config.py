@@ -163,15 +163,19 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     """SGD with linear warm-up and step decay. ``lr`` is stated for a total batch of 16 and scaled by
-    the seed's rule ``lr = total_batch / 16 * lr`` at run time. ``implementation``: PyTorch's SGD
-    kernels (``auto``: fused on CPU and CUDA; ``for-loop``, ``foreach`` or ``fused``; the same updates
-    to float32 rounding, see ``engine/optim.py``)."""
+    the seed's rule ``lr = total_batch / 16 * lr`` at run time. ``warmup_style``: ``mmengine``
+    (mmdetection 3.x's ``LinearLR(start_factor=warmup_ratio, end=warmup_iters)``: the full lr from
+    iteration ``warmup_iters - 1``) or ``mmcv`` (mmdetection 2.x's, the seed's: full lr from iteration
+    ``warmup_iters``); see ``engine/optim.py``. ``implementation``: PyTorch's SGD kernels (``auto``:
+    fused on CPU and CUDA; ``for-loop``, ``foreach`` or ``fused``; the same updates to float32
+    rounding, see ``engine/optim.py``)."""
 
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iters: int = 500
     warmup_ratio: float = 0.001
+    warmup_style: Literal["mmengine", "mmcv"] = "mmengine"
     steps: list[int] = field(default_factory=lambda: [8, 11])
     gamma: float = 0.1
     grad_clip: float | None = None

@@ -2,13 +2,25 @@
 
 * ``lr = cfg.lr * total_batch / 16`` where ``total_batch = images_per_gpu * world_size`` (the seed's
   README: "lr = (samples_per_gpu * num_gpu) / 16 * 0.01").
-* Weight decay applies to every trainable parameter, norms and biases included (mmdetection 2.x
-  default; no parameter groups).
-* Schedule (mmcv ``LrUpdaterHook``, ``policy='step'``, ``by_epoch=True``, ``warmup='linear'``): the
-  regular lr of epoch ``e`` (0-based) is ``base * gamma ** #{s in steps: s <= e}``; during the first
-  ``warmup_iters`` iterations (global count ``i``) it is multiplied by
-  ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)``. It is a per-iteration :class:`LambdaLR`, so
-  ``scheduler.step()`` is called after every optimiser step and its state resumes exactly.
+* One parameter group: weight decay and momentum apply to every trainable parameter, norms, biases and
+  ``Scale`` included (mmdetection's GFL / LD configs set no ``paramwise_cfg``). mmdetection's group
+  also lists the frozen parameters, which never get a gradient and so never move; ours leaves them out.
+* Schedule: the regular lr of epoch ``e`` (0-based) is ``base * gamma ** #{s in steps: s <= e}``
+  (mmengine ``MultiStepLR(by_epoch=True, milestones=steps)``, stepped after each epoch; mmcv
+  ``LrUpdaterHook(policy='step')``). During the warm-up it is multiplied by a factor that grows
+  linearly from ``warmup_ratio`` at global iteration 0 to 1:
+
+  - ``warmup_style: mmengine`` (mmdetection 3.x, ``LinearLR(start_factor=warmup_ratio, by_epoch=False,
+    begin=0, end=warmup_iters)``): ``ratio + (1 - ratio) * i / (warmup_iters - 1)``, 1 from iteration
+    ``warmup_iters - 1`` on. (With ``warmup_iters = 1`` mmengine keeps the lr at ``ratio`` for good,
+    a degenerate case; here there is then no warm-up.)
+  - ``warmup_style: mmcv`` (mmdetection 2.x, the seed's ``warmup='linear'``):
+    ``1 - (1 - i / warmup_iters) * (1 - ratio)``, 1 from iteration ``warmup_iters`` on.
+
+  ``tests/engine/test_schedule_parity.py`` pins the ``mmengine`` values at every iteration of the 1x,
+  2x, LD and VOC schedules to mmdetection 3.3.0's own runner (``tests/refs/mmdet_schedules``). It is
+  a per-iteration :class:`LambdaLR`, so ``scheduler.step()`` is called after every optimiser step and
+  its state resumes exactly.
 """
 
 from __future__ import annotations
@@ -68,6 +80,23 @@ def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig
     )
 
 
+WARMUP_STYLES = ("mmengine", "mmcv")
+
+
+def warmup_factor(iteration: int, warmup_iters: int, warmup_ratio: float, style: str = "mmengine") -> float:
+    """Warm-up multiplier at global iteration ``iteration`` (0-based); 1 after the warm-up."""
+    if style == "mmengine":
+        last = warmup_iters - 1  # mmengine's LinearLR reaches its end factor at step end - begin - 1
+        if iteration >= last:
+            return 1.0
+        return warmup_ratio + (1.0 - warmup_ratio) * iteration / last
+    if style == "mmcv":
+        if iteration >= warmup_iters:
+            return 1.0
+        return 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
+    raise ValueError(f"train.optim.warmup_style must be one of {WARMUP_STYLES}, got {style!r}")
+
+
 def lr_factor(
     iteration: int,
     iters_per_epoch: int,
@@ -75,22 +104,25 @@ def lr_factor(
     gamma: float = 0.1,
     warmup_iters: int = 0,
     warmup_ratio: float = 0.001,
+    warmup_style: str = "mmengine",
 ) -> float:
     """Multiplier of the base lr at global iteration ``iteration`` (0-based), mmdetection semantics."""
     epoch = iteration // max(iters_per_epoch, 1)
     factor = gamma ** bisect.bisect_right(sorted(steps), epoch)
-    if warmup_iters > 0 and iteration < warmup_iters:
-        factor *= 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
+    if warmup_iters > 0:
+        factor *= warmup_factor(iteration, warmup_iters, warmup_ratio, warmup_style)
     return factor
 
 
 def make_lr_lambda(cfg: OptimConfig, iters_per_epoch: int) -> Callable[[int], float]:
     """A plain function (so :class:`LambdaLR` does not try to save it) computing :func:`lr_factor`."""
     steps, gamma = list(cfg.steps), cfg.gamma
-    warmup_iters, warmup_ratio = cfg.warmup_iters, cfg.warmup_ratio
+    warmup_iters, warmup_ratio, style = cfg.warmup_iters, cfg.warmup_ratio, cfg.warmup_style
+    if style not in WARMUP_STYLES:
+        raise ValueError(f"train.optim.warmup_style must be one of {WARMUP_STYLES}, got {style!r}")
 
     def fn(iteration: int) -> float:
-        return lr_factor(iteration, iters_per_epoch, steps, gamma, warmup_iters, warmup_ratio)
+        return lr_factor(iteration, iters_per_epoch, steps, gamma, warmup_iters, warmup_ratio, style)
 
     return fn
 

@@ -1,7 +1,8 @@
 """Deformable 3x3 convolutions with mmcv's parameter layout, computed by ``torchvision.ops.deform_conv2d``.
 
 Two variants, both "packs" that predict their own offsets with a plain conv ``conv_offset``
-(zero-initialised, so a fresh layer starts as a plain convolution):
+(zero-initialised at construction, so a fresh layer starts as a plain convolution; a backbone built
+from scratch then applies mmdetection's init, see ``StagedBackbone._init_weights``):
 
 * :class:`DeformConv2dPack` is mmcv's ``DeformConv2dPack``, registered in mmcv as ``type='DCN'``
   (DCNv1, no mask). This is what mmdetection's GFL / LD / GFocalV2 DCN configs use
@@ -28,6 +29,7 @@ So mmcv tensors feed torchvision unchanged: no channel permutation is needed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -79,13 +81,21 @@ class _DeformConvBase(nn.Module):
         )
         self.reset_parameters()
 
+    reinit_after_backbone: bool = False
+    """Whether a backbone's from-scratch init ends by re-running :meth:`reset_parameters` (see
+    :meth:`~locdistill.models.backbones.staged.StagedBackbone._init_weights`)."""
+
     def reset_parameters(self) -> None:
-        """Main weight: Kaiming normal (fan_out, ReLU) like the plain convs of the ResNets (mmcv uses
-        a uniform init here, but in practice this weight comes from ImageNet); ``conv_offset``: zeros."""
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        """mmcv 2.x's init at construction: the main weight as :meth:`init_weight`, bias and
+        ``conv_offset`` zero (a fresh layer samples the regular grid)."""
+        self.init_weight()
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         self.init_offset()
+
+    def init_weight(self) -> None:
+        """The main weight's init (the subclass's mmcv rule)."""
+        raise NotImplementedError
 
     def init_offset(self) -> None:
         """Zero ``conv_offset`` (mmcv's init): the layer then samples the regular grid."""
@@ -140,6 +150,10 @@ class DeformConv2dPack(_DeformConvBase):
 
     offset_channels_per_group = 2
 
+    def init_weight(self) -> None:
+        """mmcv's ``DeformConv2d``: Kaiming uniform, fan_in, ReLU gain: U(-sqrt(6 / fan_in), +...)."""
+        nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
+
     def forward(self, x: Tensor) -> Tensor:
         offset = self.conv_offset(x)
         return deform_conv2d(
@@ -161,6 +175,13 @@ class ModulatedDeformConv2dPack(_DeformConvBase):
     """
 
     offset_channels_per_group = 3
+    reinit_after_backbone = True  # mmcv names this init ``init_weights``: mmengine runs it again
+
+    def init_weight(self) -> None:
+        """mmcv's ``ModulatedDeformConv2d``: U(-1/sqrt(n), 1/sqrt(n)) with ``n = in_channels * k * k``
+        (all input channels, also with groups)."""
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv_offset(x)

@@ -182,7 +182,7 @@ class Res2Net(StagedBackbone):
             stages.append(self._make_layer(inplanes, p, n, stride=1 if i == 0 else 2, use_dcn=self.dcn[i]))
             inplanes = p * expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self._init_weights()
+        self._init_weights(zero_init_residual=False)  # as mmdetection's Res2Net
         self._freeze_stages()
 
     def _make_layer(

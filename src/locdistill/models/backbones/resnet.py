@@ -46,6 +46,8 @@ class ResNet(StagedBackbone):
             stride-2 one: mmdetection's ``fallback_on_stride=False``). Bottleneck blocks only.
         dcn_type: ``"dcn"`` (mmcv ``type='DCN'``, DCNv1, used by all mmdetection GFL/LD DCN configs) or
             ``"dcnv2"`` (mmcv ``type='DCNv2'``, modulated).
+        zero_init_residual: start the last BatchNorm of every block at weight 0 (from scratch; ImageNet
+            weights overwrite it). ``None``: mmdetection's choice, on for ResNet, off for ResNeXt.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class ResNet(StagedBackbone):
         norm_eval: bool = True,
         dcn: Sequence[bool] = (False, False, False, False),
         dcn_type: str = "dcn",
+        zero_init_residual: bool | None = None,
     ) -> None:
         check_stage_arguments("ResNet", depth, RESNET_DEPTHS, dcn, dcn_type, frozen_stages)
         block, layers = RESNET_DEPTHS[depth]
@@ -91,10 +94,10 @@ class ResNet(StagedBackbone):
         self.layer2 = self._make_layer(block, self.planes[1], layers[1], stride=2)
         self.layer3 = self._make_layer(block, self.planes[2], layers[2], stride=2)
         self.layer4 = self._make_layer(block, self.planes[3], layers[3], stride=2)
-        self._init_weights()
         for stage, use_dcn in enumerate(self.dcn):
             if use_dcn:
                 self._make_deformable(self.stages[stage])
+        self._init_weights(groups == 1 if zero_init_residual is None else zero_init_residual)
         self._freeze_stages()
 
     def _make_layer(
@@ -122,8 +125,8 @@ class ResNet(StagedBackbone):
         return nn.Sequential(*layers)
 
     def _make_deformable(self, layer: nn.Sequential) -> None:
-        """Swap each bottleneck's ``conv2`` (3x3, maybe stride 2) for a deformable conv that keeps its
-        weight: ``conv2.weight`` stays, ``conv2.conv_offset`` is added (zeros)."""
+        """Swap each bottleneck's ``conv2`` (3x3, maybe stride 2) for a deformable conv of the same
+        geometry: the key ``conv2.weight`` stays, ``conv2.conv_offset`` is added."""
         conv_cls = DEFORM_CONVS[self.dcn_type]
         for block in layer:
             assert isinstance(block, Bottleneck)
@@ -139,7 +142,6 @@ class ResNet(StagedBackbone):
                 groups=plain.groups,
                 deform_groups=1,
             )
-            deform.weight.data.copy_(plain.weight.data)
             block.conv2 = deform
 
     def stem_modules(self) -> list[nn.Module]:

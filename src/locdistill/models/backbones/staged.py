@@ -96,18 +96,42 @@ class StagedBackbone(Backbone):
             return []
         return [*self.stem_modules(), *self.stages[: self.frozen_stages]]
 
-    def _init_weights(self) -> None:
-        """mmdetection's (and torchvision's) init: Kaiming normal (fan_out, ReLU) convs, BN weight 1 and
-        bias 0; the offset convs of deformable layers stay at zero."""
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        """mmdetection 3.3.0's from-scratch init (``ResNet``'s ``init_cfg`` without ``pretrained``;
+        pinned by ``tests/models/test_init_parity.py``), in its order:
+
+        1. every ``nn.Conv2d`` Kaiming normal (fan_out, ReLU) with zero bias, the ``conv_offset`` of
+           deformable layers included; every BatchNorm weight 1, bias 0;
+        2. deformable layers whose mmcv init is named ``init_weights`` (DCNv2) run it again: weight
+           uniform, offsets zero. DCNv1 keeps its construction-time Kaiming-uniform weight and the
+           Kaiming-normal offsets of step 1 (ImageNet weights have no offsets: loading them zeroes
+           the offsets again, see ``weights.load_backbone_weights``, as in mmdetection);
+        3. ``zero_init_residual``: the last BatchNorm weight of every residual block is 0 (mmdetection
+           does it for ``ResNet``, not for ``ResNeXt`` nor ``Res2Net``).
+        """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for m in self.modules():
-            if isinstance(m, _DeformConvBase):
-                m.init_offset()
+            if isinstance(m, _DeformConvBase) and m.reinit_after_backbone:
+                m.reset_parameters()
+        if zero_init_residual:
+            for stage in self.stages:
+                for block in stage:
+                    nn.init.zeros_(self.last_norm(block).weight)
+
+    def last_norm(self, block: nn.Module) -> nn.BatchNorm2d:
+        """The BatchNorm before the residual addition of ``block`` (``bn2`` basic, ``bn3`` bottleneck)."""
+        for name in ("bn3", "bn2"):
+            norm = getattr(block, name, None)
+            if isinstance(norm, nn.BatchNorm2d):
+                return norm
+        raise TypeError(f"{type(block).__name__} has no bn3 / bn2 BatchNorm")
 
     def forward(self, x: Tensor) -> list[Tensor]:
         c2 = self.layer1(self.forward_stem(x))

