@@ -117,6 +117,12 @@ class Batch:
             metas=self.metas,
         )
 
+    def pin_memory(self) -> Batch:
+        """The batch with its images in page-locked memory: what ``DataLoader(pin_memory=True)`` calls
+        (it pins only tensors, containers and objects with this method), so that ``to(device,
+        non_blocking=True)`` copies the images asynchronously. Targets stay as they are (a few boxes)."""
+        return Batch(images=self.images.pin_memory(), targets=self.targets, metas=self.metas)
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 

@@ -6,6 +6,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+import torch
+from torch import Tensor
+from torch.utils.data import get_worker_info
+
 from locdistill.data.dataset import Sample
 from locdistill.structures import Batch
 
@@ -13,6 +17,8 @@ from locdistill.structures import Batch
 def collate(samples: Sequence[Sample], size_divisor: int = 32) -> Batch:
     """Stack ``(image [3,h,w], targets, meta)`` samples into a :class:`~locdistill.structures.Batch`.
 
+    The batch is written in place, once: each image copied into its corner and only the padding zeroed
+    (in shared memory in a DataLoader worker, see :func:`empty_batch`).
     Images are zero-padded at the bottom and right (zero is the mean colour after normalisation, as
     mmdetection's ``Pad``) to the largest height and width of the batch, each rounded up to
     ``size_divisor``. Each meta's own ``pad_shape`` becomes its ``img_shape`` rounded up to
@@ -28,9 +34,12 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32) -> Batch:
         )
     height = round_up(max(im.shape[1] for im in images), size_divisor)
     width = round_up(max(im.shape[2] for im in images), size_divisor)
-    batch = images[0].new_zeros((len(images), channels, height, width))
+    batch = empty_batch((len(images), channels, height, width), images[0])
     for out, im in zip(batch, images):
-        out[:, : im.shape[1], : im.shape[2]].copy_(im)
+        h, w = im.shape[1], im.shape[2]
+        out[:, :h, :w].copy_(im)
+        out[:, :h, w:].zero_()
+        out[:, h:, :].zero_()
     metas = [
         replace(m, pad_shape=(round_up(m.img_shape[0], size_divisor), round_up(m.img_shape[1], size_divisor)))
         for _, _, m in samples
@@ -49,6 +58,17 @@ class Collate:
 
     def __repr__(self) -> str:
         return f"Collate(size_divisor={self.size_divisor})"
+
+
+def empty_batch(shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
+    """An uninitialised ``shape`` tensor of ``like``'s dtype and device; in a DataLoader worker process
+    in shared memory (as ``torch.utils.data.default_collate`` does), so that handing the batch to the
+    main process moves no pixels."""
+    if get_worker_info() is None or like.device.type != "cpu":
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    numel = shape[0] * shape[1] * shape[2] * shape[3]
+    storage = torch.UntypedStorage._new_shared(numel * like.element_size())
+    return torch.empty(0, dtype=like.dtype).set_(storage).view(shape)
 
 
 def round_up(value: int, divisor: int) -> int:

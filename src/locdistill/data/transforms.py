@@ -202,8 +202,11 @@ class Normalize:
         self._std255 = (std_t * 255).to(torch.float32).view(3, 1, 1)
 
     def __call__(self, image: Tensor, targets: Targets, meta: ImageMeta) -> Sample:
-        x = image.to(torch.float32)
-        return (x - self._mean255) / self._std255, targets, meta
+        # One float32 [3, h, w] buffer, two passes: uint8 - mean promotes to float32 exactly, so this is
+        # bit for bit ``(image.float() - mean) / std`` without the two temporaries (any input layout).
+        out = torch.empty(image.shape, dtype=torch.float32, device=image.device)
+        torch.sub(image, self._mean255.to(image.device), out=out)
+        return out.div_(self._std255.to(image.device)), targets, meta
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
