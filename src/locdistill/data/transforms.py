@@ -201,6 +201,12 @@ class Normalize:
         self._mean255 = (mean_t * 255).to(torch.float32).view(3, 1, 1)
         self._std255 = (std_t * 255).to(torch.float32).view(3, 1, 1)
 
+    @property
+    def pixel_norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` in 0-255 units, the float32 values used here (for a device-side normalisation,
+        :meth:`locdistill.structures.Batch.to`)."""
+        return tuple(self._mean255.flatten().tolist()), tuple(self._std255.flatten().tolist())
+
     def __call__(self, image: Tensor, targets: Targets, meta: ImageMeta) -> Sample:
         # One float32 [3, h, w] buffer, two passes: uint8 - mean promotes to float32 exactly, so this is
         # bit for bit ``(image.float() - mean) / std`` without the two temporaries (any input layout).
@@ -219,9 +225,11 @@ def build_transforms(
     std: Sequence[float] | Tensor,
     multiscale: Sequence[Sequence[int]] | None = None,
     flip_prob: float = 0.5,
+    normalize: bool = True,
 ) -> Compose:
     """The mmdetection pipeline: Resize (multi-scale range in training when given) -> flip (training)
-    -> Normalize. Padding is done by the collate function."""
+    -> Normalize (unless ``normalize`` is false: uint8 out, normalised later on the device). Padding is
+    done by the collate function."""
     steps: list[Transform] = []
     if train and multiscale:
         steps.append(Resize(scale_range=multiscale))
@@ -229,5 +237,6 @@ def build_transforms(
         steps.append(Resize(scale=img_scale))
     if train and flip_prob > 0:
         steps.append(RandomHorizontalFlip(flip_prob))
-    steps.append(Normalize(mean, std))
+    if normalize:
+        steps.append(Normalize(mean, std))
     return Compose(steps)
