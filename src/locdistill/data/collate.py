@@ -47,7 +47,11 @@ def collate(samples: Sequence[Sample], size_divisor: int = 32, pixel_norm: Pixel
         )
     height = round_up(max(im.shape[1] for im in images), size_divisor)
     width = round_up(max(im.shape[2] for im in images), size_divisor)
-    batch = empty_batch((len(images), channels, height, width), images[0])
+    # uint8 batches are laid out channels-last, the decoder's and resize's layout: copying an image in
+    # is then row by row, not a byte-wise transpose (normalize_padded on the device reads any layout)
+    batch = empty_batch(
+        (len(images), channels, height, width), images[0], channels_last=pixel_norm is not None
+    )
     for out, im in zip(batch, images):
         h, w = im.shape[1], im.shape[2]
         out[:, :h, :w].copy_(im)
@@ -74,15 +78,18 @@ class Collate:
         return f"Collate(size_divisor={self.size_divisor}, pixel_norm={self.pixel_norm})"
 
 
-def empty_batch(shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
-    """An uninitialised ``shape`` tensor of ``like``'s dtype and device; in a DataLoader worker process
-    in shared memory (as ``torch.utils.data.default_collate`` does), so that handing the batch to the
-    main process moves no pixels."""
+def empty_batch(shape: tuple[int, int, int, int], like: Tensor, channels_last: bool = False) -> Tensor:
+    """An uninitialised ``shape`` (``[B, C, H, W]``) tensor of ``like``'s dtype and device, channels-last
+    in memory if asked; in a DataLoader worker process in shared memory (as
+    ``torch.utils.data.default_collate`` does), so that handing the batch over moves no pixels."""
+    b, c, h, w = shape
+    stored = (b, h, w, c) if channels_last else shape
     if get_worker_info() is None or like.device.type != "cpu":
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-    numel = shape[0] * shape[1] * shape[2] * shape[3]
-    storage = torch.UntypedStorage._new_shared(numel * like.element_size())
-    return torch.empty(0, dtype=like.dtype).set_(storage).view(shape)
+        out = torch.empty(stored, dtype=like.dtype, device=like.device)
+    else:
+        storage = torch.UntypedStorage._new_shared(b * c * h * w * like.element_size())
+        out = torch.empty(0, dtype=like.dtype).set_(storage).view(stored)
+    return out.permute(0, 3, 1, 2) if channels_last else out
 
 
 def round_up(value: int, divisor: int) -> int:

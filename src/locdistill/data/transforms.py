@@ -12,10 +12,14 @@ images go through ``torchvision.transforms.v2.functional``.
   integers in their ranges (both ends included), once per image. The image is resized as uint8 with
   bilinear interpolation, half-pixel centres and no antialiasing, rounded back to uint8: the same
   kernel as OpenCV's ``INTER_LINEAR`` that mmdetection uses (values may differ by 1 from OpenCV's
-  fixed-point rounding).
+  fixed-point rounding: about a fifth of them on coco128, ``benchmarks/bench_loader.py``). Decoded
+  images arrive channels-last in memory, which torch's uint8 AVX2 kernel reads without repacking (the
+  same pixels as from ``[3, H, W]`` memory, 3x faster).
 * :class:`RandomHorizontalFlip`: ``x1' = w - x2``, ``x2' = w - x1`` (mmdet ``bbox_flip``).
 * :class:`Normalize`: uint8 -> float32, ``(x - 255 * mean) / (255 * std)`` with mean/std in ``[0, 1]``
-  RGB units (the backbone's), equal to mmdet's ``(x - mean) / std`` with 0-255 values.
+  RGB units (the backbone's), equal to mmdet's ``(x - mean) / std`` with 0-255 values. A training run
+  leaves it out (``build_transforms(normalize=False)``): its batches stay uint8 and
+  :meth:`locdistill.structures.Batch.to` normalises them on the device, to the same values.
 * Padding to the size divisor happens in :func:`locdistill.data.collate.collate`.
 
 Randomness comes from torch's global generator (seeded per DataLoader worker by torch), so a run with
