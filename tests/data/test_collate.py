@@ -83,3 +83,7 @@ def test_dataloader_pin_memory_pins_the_batch_images(monkeypatch: pytest.MonkeyP
     out = pin_memory(batch)
     assert isinstance(out, Batch) and pinned == [(1, 3, 64, 64)]
     assert torch.equal(out.images, batch.images) and out.metas == batch.metas
+    norm = ((100.0, 110.0, 120.0), (50.0, 55.0, 60.0))
+    raw = collate([(image, targets, meta)], pixel_norm=norm)  # uint8, normalised later on the device
+    assert raw.images.dtype == torch.uint8 and raw.images.is_contiguous(memory_format=torch.channels_last)
+    assert pin_memory(raw).pixel_norm == norm
