@@ -11,3 +11,6 @@ python benchmarks/bench_nms.py --out benchmarks/results/nms.json
 python benchmarks/bench_coco_eval.py --out benchmarks/results/coco_eval.json
 python benchmarks/bench_data_check.py --out benchmarks/results/data_check.json
 python benchmarks/bench_distill_epoch.py --out benchmarks/results/distill_epoch.json
+# data loading beside mmdetection's pipeline (its side skipped without an mmdet environment)
+mmdet="${MMDET_PYTHON:-/work/mmdet_venv/bin/python}"
+python benchmarks/bench_loader.py ${mmdet:+--mmdet "$mmdet"} --loader-workers 1,2 --out benchmarks/results/loader.json

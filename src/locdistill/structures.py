@@ -10,6 +10,7 @@ Conventions used everywhere in locdistill:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -101,24 +102,53 @@ class Batch:
     """A collated mini-batch.
 
     Attributes:
-        images: ``[B, 3, H, W]`` float32, normalised, zero-padded to a common multiple of 32.
+        images: ``[B, 3, H, W]`` float32, normalised, zero-padded to a common multiple of 32; or, when
+            ``pixel_norm`` is set (a training loader's batch), the uint8 RGB pixels, padded, whose
+            normalisation :meth:`to` does on the device (4x fewer bytes through the loader's shared
+            memory, pinned memory and the host-to-device copy; the same float32 values).
         targets: one :class:`Targets` per image.
         metas: one :class:`ImageMeta` per image.
+        pixel_norm: ``(mean, std)`` per RGB channel in 0-255 units (float32 values) for uint8
+            ``images``; ``None`` when ``images`` are normalised already.
     """
 
     images: Tensor
     targets: list[Targets]
     metas: list[ImageMeta]
+    pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(
-            images=self.images.to(device, non_blocking=non_blocking),
-            targets=[t.to(device) for t in self.targets],
-            metas=self.metas,
-        )
+        """The batch on ``device``, its images normalised there if they were not yet (see ``images``)."""
+        images = self.images.to(device, non_blocking=non_blocking)
+        if self.pixel_norm is not None:
+            images = normalize_padded(images, self.metas, *self.pixel_norm)
+        return Batch(images=images, targets=[t.to(device) for t in self.targets], metas=self.metas)
+
+    def pin_memory(self) -> Batch:
+        """The batch with its images in page-locked memory: what ``DataLoader(pin_memory=True)`` calls
+        (it pins only tensors, containers and objects with this method), so that ``to(device,
+        non_blocking=True)`` copies the images asynchronously. Targets stay as they are (a few boxes)."""
+        return replace(self, images=self.images.pin_memory())
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+def normalize_padded(
+    images: Tensor, metas: list[ImageMeta], mean: Sequence[float], std: Sequence[float]
+) -> Tensor:
+    """float32 ``(images - mean) / std`` of uint8 ``[B, 3, H, W]`` on their device, each image's padding
+    (beyond its ``meta.img_shape``) zero: bit for bit what ``Normalize`` and ``collate`` give on the
+    CPU (one subtraction and one division, each correctly rounded in float32 on any device)."""
+    device = images.device
+    out = torch.empty(images.shape, dtype=torch.float32, device=device)
+    torch.sub(images, torch.tensor(mean, dtype=torch.float32, device=device).view(-1, 1, 1), out=out)
+    out.div_(torch.tensor(std, dtype=torch.float32, device=device).view(-1, 1, 1))
+    for image, meta in zip(out, metas):
+        h, w = meta.img_shape
+        image[:, h:, :].zero_()
+        image[:, :h, w:].zero_()
+    return out
 
 
 def targets_look_valid(targets: list[Targets], num_classes: int | None = None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from locdistill.config import DataConfig, DatasetConfig
@@ -79,3 +80,34 @@ def test_build_dataset_real(coco128_dir: Path, bccd_dir: Path) -> None:
     assert isinstance(voc, VOCDataset) and len(voc) == 87 + 72
     batch = collate([voc[0], voc[1]])
     assert batch.images.shape[-1] % 32 == 0 and batch.metas[0].scale_factor == (427 / 640, 320 / 480)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_normalize_on_device_gives_the_same_batches(coco128_dir: Path, workers: int) -> None:
+    """The training dataset of a run stays uint8; its loader's batches, normalised by ``Batch.to``, are
+    bit for bit those of the float pipeline (multi-scale, flips, padding of mixed shapes included)."""
+    data_cfg = DataConfig(img_scale=[320, 256], multiscale=[[320, 200], [320, 288]], size_divisor=32)
+    cfg = DatasetConfig(
+        format="coco",
+        root=str(coco128_dir),
+        ann_file="annotations/instances_train2017.json",
+        img_dir="images/train2017",
+    )
+    plain = build_dataset(cfg, data_cfg, train=True, mean=MEAN, std=STD)
+    deferred = build_dataset(cfg, data_cfg, train=True, mean=MEAN, std=STD, normalize_on_device=True)
+    assert plain.pixel_norm is None and deferred.pixel_norm is not None
+    for ds in (plain, deferred):
+        ds.records = ds.records[:6]  # type: ignore[union-attr]
+    assert deferred[0][0].dtype == torch.uint8 and plain[0][0].dtype == torch.float32
+    expected = list(build_train_loader(plain, images_per_gpu=3, workers=0, seed=3))
+    got = list(build_train_loader(deferred, images_per_gpu=3, workers=workers, seed=3))
+    assert len(got) == len(expected) == 2
+    for raw, ref in zip(got, expected):
+        assert raw.images.dtype == torch.uint8 and raw.pixel_norm == deferred.pixel_norm
+        batch = raw.to("cpu")
+        assert batch.pixel_norm is None and batch.images.dtype == torch.float32
+        assert torch.equal(batch.images, ref.images)
+        assert [m.img_shape for m in batch.metas] == [m.img_shape for m in ref.metas]
+        assert all(torch.equal(a.boxes, b.boxes) for a, b in zip(batch.targets, ref.targets))
+    with pytest.raises(ValueError, match="normalize_on_device=True"):
+        build_test_loader(deferred, images_per_gpu=2)

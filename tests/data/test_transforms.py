@@ -80,3 +80,25 @@ def test_normalize_matches_mmdet_formula() -> None:
     mean255 = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
     std255 = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
     torch.testing.assert_close(out, (image.float() - mean255) / std255, rtol=1e-6, atol=1e-6)
+
+
+def test_normalize_is_bit_exact_in_any_layout() -> None:
+    """The one-buffer Normalize gives exactly ``(x.float() - mean) / std``, from channels-last memory too
+    (the layout the decoder and the resize hand on)."""
+    image, targets, meta = make_sample(37, 53, [])
+    norm = Normalize(MEAN, STD)
+    expected = (image.float() - norm._mean255) / norm._std255
+    channels_last = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    for x in (image, channels_last, channels_last.flip(-1).flip(-1)):
+        out = norm(x, targets, meta)[0]
+        assert out.dtype == torch.float32 and out.is_contiguous()
+        assert torch.equal(out, expected)
+
+
+def test_resize_of_channels_last_memory_gives_the_same_pixels() -> None:
+    image, targets, meta = make_sample(48, 64, [[1, 2, 30, 40]])
+    channels_last = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    for resize in (Resize(scale=(1333, 800)), Resize(scale=(40, 30))):
+        a = resize(image, targets, meta)[0]
+        b = resize(channels_last, targets, meta)[0]
+        assert a.dtype == b.dtype == torch.uint8 and torch.equal(a, b)

@@ -30,7 +30,7 @@ from locdistill.data.dataset import DetectionDataset
 from locdistill.data.list_files import read_list_file, resolve_listed_path
 from locdistill.data.repeat import RepeatDataset
 from locdistill.data.synthetic import SyntheticDataset
-from locdistill.data.transforms import build_transforms
+from locdistill.data.transforms import Normalize, build_transforms
 from locdistill.data.voc import VOC_CLASSES, VOCDataset
 from locdistill.data.yolo import YoloDataset
 
@@ -66,8 +66,14 @@ def build_dataset(
     train: bool,
     mean: Sequence[float] | Tensor | None = None,
     std: Sequence[float] | Tensor | None = None,
+    *,
+    normalize_on_device: bool = False,
 ) -> DetectionDataset | RepeatDataset:
-    """One split with its transform (training or test pipeline), repeated ``cfg.repeat`` times."""
+    """One split with its transform (training or test pipeline), repeated ``cfg.repeat`` times.
+
+    With ``normalize_on_device`` (the training run's dataset) the samples stay uint8 and the dataset's
+    ``pixel_norm`` tells :func:`~locdistill.data.loader.build_train_loader` to hand uint8 batches that
+    :meth:`~locdistill.structures.Batch.to` normalises on the device (same values, 4x fewer bytes)."""
     m, s = resolve_mean_std(data_cfg, mean, std)
     transform = build_transforms(
         train=train,
@@ -76,6 +82,7 @@ def build_dataset(
         std=s,
         multiscale=data_cfg.multiscale,
         flip_prob=data_cfg.flip_prob,
+        normalize=not normalize_on_device,
     )
     root = Path(cfg.root)
     common: dict[str, Any] = {
@@ -119,6 +126,7 @@ def build_dataset(
     else:
         raise ValueError(f"unknown dataset format {cfg.format!r} (coco, voc, yolo, synthetic)")
     dataset.size_divisor = data_cfg.size_divisor
+    dataset.pixel_norm = Normalize(m, s).pixel_norm if normalize_on_device else None
     if cfg.repeat > 1:
         return RepeatDataset(dataset, cfg.repeat)
     return dataset

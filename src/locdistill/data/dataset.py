@@ -73,6 +73,9 @@ class DetectionDataset(Dataset[Sample]):
 
     size_divisor: int = 32
     """Padding multiple used by the loaders' collate function (set by :func:`build_dataset`)."""
+    pixel_norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    """``(mean, std)`` in 0-255 units when the transform leaves images uint8 for the training loader to
+    normalise on the device (set by :func:`build_dataset` with ``normalize_on_device``), else ``None``."""
     images_from_files: bool = True
     """Whether :meth:`load_image` reads ``record.path`` (``False``: rendered, e.g. synthetic data)."""
 

@@ -86,6 +86,9 @@ def _loader(
     else the dataset's), persistent workers seeded by :func:`seed_worker`, nothing dropped, and a
     generator of its own (so creating an iterator leaves the global RNG alone).
 
+    A dataset with ``pixel_norm`` (uint8 samples, training only) gives uint8 batches that
+    :meth:`~locdistill.structures.Batch.to` normalises on the device.
+
     With ``seed`` (training) the samples are drawn as ``(index, seed)`` pairs of a
     :class:`~locdistill.data.seeding.SeededBatchSampler` from a
     :class:`~locdistill.data.seeding.SeededDataset`: augmentation randomness per sample, the same in
@@ -93,9 +96,15 @@ def _loader(
     if images_per_gpu < 1:
         raise ValueError(f"images_per_gpu must be at least 1, got {images_per_gpu}")
     divisor = size_divisor if size_divisor is not None else int(getattr(dataset, "size_divisor", 32))
+    pixel_norm = getattr(dataset, "pixel_norm", None)
+    if pixel_norm is not None and seed is None:
+        raise ValueError(
+            f"{dataset!r} leaves its images uint8 for the training loader to normalise on the device "
+            "(built with normalize_on_device=True); an evaluation loader needs normalised images"
+        )
     common: dict[str, Any] = {
         "num_workers": workers,
-        "collate_fn": Collate(divisor),
+        "collate_fn": Collate(divisor, pixel_norm),
         "pin_memory": torch.cuda.is_available() if pin_memory is None else pin_memory,
         "persistent_workers": workers > 0,
         "worker_init_fn": seed_worker,

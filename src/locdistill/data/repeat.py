@@ -37,6 +37,10 @@ class RepeatDataset(Dataset[Sample]):
         return self.dataset.size_divisor
 
     @property
+    def pixel_norm(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        return self.dataset.pixel_norm
+
+    @property
     def num_skipped(self) -> int:
         return self.dataset.num_skipped
 

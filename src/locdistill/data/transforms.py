@@ -12,10 +12,14 @@ images go through ``torchvision.transforms.v2.functional``.
   integers in their ranges (both ends included), once per image. The image is resized as uint8 with
   bilinear interpolation, half-pixel centres and no antialiasing, rounded back to uint8: the same
   kernel as OpenCV's ``INTER_LINEAR`` that mmdetection uses (values may differ by 1 from OpenCV's
-  fixed-point rounding).
+  fixed-point rounding: about a fifth of them on coco128, ``benchmarks/bench_loader.py``). Decoded
+  images arrive channels-last in memory, which torch's uint8 AVX2 kernel reads without repacking (the
+  same pixels as from ``[3, H, W]`` memory, 3x faster).
 * :class:`RandomHorizontalFlip`: ``x1' = w - x2``, ``x2' = w - x1`` (mmdet ``bbox_flip``).
 * :class:`Normalize`: uint8 -> float32, ``(x - 255 * mean) / (255 * std)`` with mean/std in ``[0, 1]``
-  RGB units (the backbone's), equal to mmdet's ``(x - mean) / std`` with 0-255 values.
+  RGB units (the backbone's), equal to mmdet's ``(x - mean) / std`` with 0-255 values. A training run
+  leaves it out (``build_transforms(normalize=False)``): its batches stay uint8 and
+  :meth:`locdistill.structures.Batch.to` normalises them on the device, to the same values.
 * Padding to the size divisor happens in :func:`locdistill.data.collate.collate`.
 
 Randomness comes from torch's global generator (seeded per DataLoader worker by torch), so a run with
@@ -201,9 +205,18 @@ class Normalize:
         self._mean255 = (mean_t * 255).to(torch.float32).view(3, 1, 1)
         self._std255 = (std_t * 255).to(torch.float32).view(3, 1, 1)
 
+    @property
+    def pixel_norm(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` in 0-255 units, the float32 values used here (for a device-side normalisation,
+        :meth:`locdistill.structures.Batch.to`)."""
+        return tuple(self._mean255.flatten().tolist()), tuple(self._std255.flatten().tolist())
+
     def __call__(self, image: Tensor, targets: Targets, meta: ImageMeta) -> Sample:
-        x = image.to(torch.float32)
-        return (x - self._mean255) / self._std255, targets, meta
+        # One float32 [3, h, w] buffer, two passes: uint8 - mean promotes to float32 exactly, so this is
+        # bit for bit ``(image.float() - mean) / std`` without the two temporaries (any input layout).
+        out = torch.empty(image.shape, dtype=torch.float32, device=image.device)
+        torch.sub(image, self._mean255.to(image.device), out=out)
+        return out.div_(self._std255.to(image.device)), targets, meta
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
@@ -216,9 +229,11 @@ def build_transforms(
     std: Sequence[float] | Tensor,
     multiscale: Sequence[Sequence[int]] | None = None,
     flip_prob: float = 0.5,
+    normalize: bool = True,
 ) -> Compose:
     """The mmdetection pipeline: Resize (multi-scale range in training when given) -> flip (training)
-    -> Normalize. Padding is done by the collate function."""
+    -> Normalize (unless ``normalize`` is false: uint8 out, normalised later on the device). Padding is
+    done by the collate function."""
     steps: list[Transform] = []
     if train and multiscale:
         steps.append(Resize(scale_range=multiscale))
@@ -226,5 +241,6 @@ def build_transforms(
         steps.append(Resize(scale=img_scale))
     if train and flip_prob > 0:
         steps.append(RandomHorizontalFlip(flip_prob))
-    steps.append(Normalize(mean, std))
+    if normalize:
+        steps.append(Normalize(mean, std))
     return Compose(steps)

@@ -71,7 +71,8 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel
 def build_data(cfg: Config, mean: Any, std: Any, distributed: bool) -> tuple[Any, Any, Any, Any]:
     """``(train_set, train_loader, val_set, val_loader)``; the val pair is ``None`` without evaluation."""
     d = cfg.data
-    train_set = build_dataset(d.train, d, train=True, mean=mean, std=std)
+    # uint8 batches, normalised on the device by Batch.to (as mmdetection's DetDataPreprocessor)
+    train_set = build_dataset(d.train, d, train=True, mean=mean, std=std, normalize_on_device=True)
     train_loader = build_train_loader(
         train_set, d.images_per_gpu, d.workers_per_gpu, cfg.train.seed, distributed
     )
