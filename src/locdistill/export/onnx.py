@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.export.nms import ExportPostprocess, decode
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.gfl import GFL, require_gfl
 from locdistill.models.heads.outputs import flatten_levels
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta
@@ -291,7 +291,9 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         long_side, short_side = cfg.data.img_scale
         size = (-(-short_side // 32) * 32, -(-long_side // 32) * 32)
-    path = export_onnx(model, args.out, size, args.with_nms, class_names=info.class_names)
+    path = export_onnx(
+        require_gfl(model, "locdistill export"), args.out, size, args.with_nms, class_names=info.class_names
+    )
     nms = cfg.model.test.nms.type if args.with_nms else "none"
     print(
         f"exported {cfg.source} with {args.checkpoint} to {path} "
