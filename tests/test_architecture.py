@@ -57,7 +57,7 @@ IMPORTS = {module_name(p): imported_modules(p) for p in SOURCES}
 
 
 def test_the_source_tree_is_found() -> None:
-    assert {"models", "losses", "ops", "engine", "distill", "cli", "data", "weights"} <= {
+    assert {"models", "losses", "ops", "engine", "distill", "cli", "data", "weights", "zoo"} <= {
         part_of(m) for m in IMPORTS
     }
 
@@ -66,6 +66,10 @@ def test_the_source_tree_is_found() -> None:
     "floor, forbidden",
     [
         ("ops", {"models", "losses", "data", "evaluation", "distill", "engine", "cli"}),
+        (
+            "zoo",
+            {"weights", "models", "losses", "data", "evaluation", "distill", "engine", "cli", "detector"},
+        ),
         ("weights", {"models", "losses", "data", "evaluation", "distill", "engine", "cli", "detector"}),
         ("losses", {"models", "data", "evaluation", "distill", "engine", "cli"}),
         ("models", {"distill", "engine", "cli"}),

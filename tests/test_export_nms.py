@@ -33,12 +33,13 @@ def test_exportable_gfl_equals_predict(nms_type: str, seed: int) -> None:
         torch.nn.init.normal_(model.head.gfl_reg.weight, 0, 0.3)
     h, w = 192, 256
     x = torch.randn(3, 3, h, w)
-    wrapper = ExportableGFL(model, (h, w), with_nms=True)
+    wrapper = ExportableGFL(model, with_nms=True)
+    # images of 180 x 250 padded to 192 x 256, resized from 360 x 500: clipped to 180 x 250, halved
+    img_shape, ori_shape = torch.tensor([[180, 250]] * 3), torch.tensor([[360, 500]] * 3)
+    metas = [ImageMeta(i, "", (360, 500), (180, 250), (h, w), scale_factor=(0.5, 0.5)) for i in range(3)]
     with torch.no_grad():
-        boxes, scores, labels, num = wrapper(x)
-        dets = model.predict(
-            model(x), [ImageMeta(i, "", (h, w), (h, w), (h, w)) for i in range(3)], rescale=False
-        )
+        boxes, scores, labels, num = wrapper(x, img_shape, ori_shape)
+        dets = model.predict(model(x), metas, rescale=True)
     assert (
         wrapper.post is not None and wrapper.post.converged is not None and bool(wrapper.post.converged.all())
     )
@@ -48,6 +49,8 @@ def test_exportable_gfl_equals_predict(nms_type: str, seed: int) -> None:
         assert torch.equal(labels[i, :n], det.labels)
         torch.testing.assert_close(scores[i, :n], det.scores, rtol=0, atol=0)
         torch.testing.assert_close(boxes[i, :n], det.boxes, rtol=1e-5, atol=1e-4)
+        assert float(boxes[i, :n, 2].max()) < 500.001 and float(boxes[i, :n, 3].max()) < 360.001
+    assert float(boxes[..., 3].max()) > 355  # some boxes reach the clipped bottom edge
 
 
 def test_pairwise_diou_is_the_reference_formula() -> None:
@@ -93,8 +96,8 @@ def test_voters_beyond_the_suppression_prefix_still_vote() -> None:
     labels = torch.cat([torch.arange(n_top) % 2, torch.arange(n_low) % n_top % 2])
     per_class = torch.zeros(len(boxes), 2)
     per_class[torch.arange(len(boxes)), labels] = scores
-    post = ExportPostprocess([len(boxes)], 2, "voting_cluster_diou", 0.05, 1000, 0.6, 100, nms_topk=40)
-    out_boxes, out_scores, out_labels, num = post(boxes[None], per_class[None])
+    post = ExportPostprocess(1, 2, "voting_cluster_diou", 0.05, 1000, 0.6, 100, nms_topk=40)
+    out_boxes, out_scores, out_labels, num = post([boxes[None]], [per_class[None]])
     ref_boxes, ref_scores, ref_labels = score_voting_cluster_diou_nms(boxes, scores, labels, 0.6, 100)
     n = int(num[0])
     assert n == len(ref_boxes) and torch.equal(out_labels[0, :n], ref_labels)
@@ -107,4 +110,4 @@ def test_voters_beyond_the_suppression_prefix_still_vote() -> None:
 
 def test_an_unexportable_nms_type_is_refused() -> None:
     with pytest.raises(ValueError, match="'soft_nms' cannot be exported with --with-nms"):
-        ExportPostprocess([10], 2, "soft_nms", 0.05, 1000, 0.6, 100)
+        ExportPostprocess(1, 2, "soft_nms", 0.05, 1000, 0.6, 100)

@@ -1,7 +1,10 @@
 """Parity with mmdetection 3.3.0: every value stored in ../shared/refs/mmdet must be reproduced.
 
-The reference files were produced by running mmdetection itself (see refs/mmdet/README.md). The tests
-skip cleanly when ../shared is absent.
+The reference files were produced by running mmdetection itself (see refs/mmdet/README.md), on a CPU
+with AVX-512. Losses, targets, assignment and post-processing are computed here from stored inputs and
+compared tightly (rtol 1e-5, atol 1e-6); the head's convolution outputs move with the CPU's kernels and
+are compared up to float32 accumulation order (tests/tolerance.py). The tests skip cleanly when
+../shared is absent.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from locdistill.models.priors.anchors import multi_level_anchors, valid_flags
 from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, distance2bbox
 from locdistill.structures import ImageMeta, Targets
 from tests.helpers import SHARED
+from tests.tolerance import assert_conv_close
 
 REFS = SHARED / "refs" / "mmdet"
 RTOL, ATOL = 1e-5, 1e-6
@@ -190,13 +194,19 @@ def _metas(ref: dict) -> list[ImageMeta]:
 
 
 def test_head_forward(head_ref: dict) -> None:
+    """The head's outputs are convolutions: they match mmdetection's stored ones up to float32
+    accumulation order (tests/tolerance.py), not to 1e-6. The stored values come from an AVX-512 CPU;
+    with AVX2 kernels our outputs move by up to 9e-6 and mmdetection's own by 4e-5. Each output passes
+    ``stacked_convs`` 3x3 tower convs and the 3x3 output conv, each a sum of ``9 * channels`` products."""
     head = _head(head_ref)
     with torch.no_grad():
         out = head(head_ref["feats"])
-    for ours, theirs in zip(out.cls_scores, head_ref["cls_scores"]):
-        close(ours, theirs)
-    for ours, theirs in zip(out.bbox_preds, head_ref["bbox_preds"]):
-        close(ours, theirs)
+    depth = head_ref["stacked_convs"] + 1
+    reduction = 9 * max(head_ref["in_channels"], head_ref["feat_channels"])
+    for level, (ours, theirs) in enumerate(zip(out.cls_scores, head_ref["cls_scores"], strict=True)):
+        assert_conv_close(ours, theirs, reduction, depth, msg=f"cls_scores[{level}]")
+    for level, (ours, theirs) in enumerate(zip(out.bbox_preds, head_ref["bbox_preds"], strict=True)):
+        assert_conv_close(ours, theirs, reduction, depth, msg=f"bbox_preds[{level}]")
     anchors = multi_level_anchors([tuple(s) for s in head_ref["featmap_sizes"]], head_ref["strides"])
     for ours, theirs in zip(anchors, head_ref["priors"]):
         torch.testing.assert_close(ours, theirs[:, :4], rtol=0, atol=0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ["src", "tests", "benchmarks", "experiments"]
+PATHS = ["src", "tests", "benchmarks", "experiments", "tools"]
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:

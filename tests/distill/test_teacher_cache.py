@@ -12,6 +12,7 @@ import torch
 from locdistill.config import Config, CrossKDConfig, DistillConfig, LDTermConfig, VLRConfig
 from locdistill.distill.distiller import Distiller
 from locdistill.distill.teacher_cache import MANIFEST, TeacherCache, build_teacher_cache, fingerprint
+from tests.tolerance import accumulation_rtol
 
 from .helpers import make_batch, sub_batch, tiny_gfl
 
@@ -125,8 +126,12 @@ def test_partial_hits_run_the_teacher_on_the_missing_images_only(tmp_path: Path)
         assert calls == [2, 1]
         reference = live(sub_batch(batch, [1, 2]))
     assert (cached.cache.hits, cached.cache.misses) == (1, 3)
-    for k in LD_KEYS:  # image 1 was computed within another batch: equal up to float32 summation order
-        torch.testing.assert_close(second[k], reference[k], rtol=1e-5, atol=1e-7, msg=k)
+    # Image 1's teacher outputs were computed within another batch: equal up to float32 summation order
+    # (tests/tolerance.py) through the teacher's 11 stacked layers (backbone 4, FPN with P6 and P7 4, head
+    # 3) of at most 9 * 32 products; the losses are smooth in them, so the relative bound carries over.
+    rtol = accumulation_rtol(reduction=9 * 32, depth=11)
+    for k in LD_KEYS:
+        torch.testing.assert_close(second[k], reference[k], rtol=rtol, atol=1e-7, msg=k)
 
 
 def test_another_flip_or_size_misses(tmp_path: Path) -> None:

@@ -1,14 +1,10 @@
-"""Exact resume: a run interrupted (inside an epoch by ``max_iters``, or killed with SIGKILL after an
-epoch checkpoint) and resumed ends with exactly the weights of an uninterrupted run."""
+"""Exact resume: a run interrupted (inside an epoch by ``max_iters``, or killed with SIGKILL right after
+an epoch checkpoint, by the test-only kill point) and resumed ends with exactly the weights of an
+uninterrupted run."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ import torch
 
 from locdistill.engine.checkpoint import load_checkpoint
 from locdistill.engine.train import train
+from tests.engine.killed_run import train_killed_after
 from tests.helpers import tiny_config, tiny_overrides
 
 # 8 images / 2 per batch = 4 iterations per epoch, 2 epochs (lr step after the first); EMA on so that
@@ -65,44 +62,13 @@ def test_resume_inside_an_epoch_is_exact(reference: tuple[Path, Path]) -> None:
 def test_resume_after_sigkill_is_exact(reference: tuple[Path, Path], tmp_path: Path) -> None:
     final, base = reference
     work = tmp_path / "killed"
-    cfg_file = base / "tiny.yaml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "locdistill",
-        "train",
-        str(cfg_file),
-        "--work-dir",
-        str(work),
-        "--set",
-        *tiny_overrides(base / "data"),
-        *EXTRA,
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not (work / "epoch_1.pth").exists():
-            if proc.poll() is not None:
-                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint after 300 s")
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    args = [str(base / "tiny.yaml"), "--work-dir", str(work), "--set", *tiny_overrides(base / "data"), *EXTRA]
+    train_killed_after("epoch_1.pth", args, tmp_path / "stderr.txt")
     assert not (work / "epoch_2.pth").exists()
     latest = load_checkpoint(work / "latest.pth")  # intact despite the kill (atomic writes)
     assert (latest["epoch"], latest["iter"], latest["global_iter"]) == (1, 0, 4)
+    # what a kill in the middle of writing the next checkpoint leaves (utils/atomic_write.py's temp name)
+    (work / ".epoch_2.pth.x1y2z3.tmp").write_bytes(b"PK\x03\x04 cut short")
     resumed = train(tiny_config(base, EXTRA), work, resume=True)
     assert_same_weights(final, resumed)
     assert not list(work.glob(".*.tmp"))  # a write cut short by the kill is cleaned up on resume

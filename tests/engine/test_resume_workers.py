@@ -1,14 +1,10 @@
 """Exact resume with data-loading worker processes: a 2-worker run killed with SIGKILL inside an epoch
-(after an iteration checkpoint), resumed and killed again at an epoch boundary, then resumed to the end,
-ends with a final checkpoint whose every tensor equals that of an uninterrupted 2-worker run."""
+(right after an iteration checkpoint), resumed and killed again at an epoch boundary, then resumed to the
+end, ends with a final checkpoint whose every tensor equals that of an uninterrupted 2-worker run. The
+kills come from the test-only kill point (tests/engine/killed_run.py), at the same place on any machine."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +14,7 @@ import torch
 from locdistill.config import load_config
 from locdistill.engine.checkpoint import load_checkpoint
 from locdistill.engine.train import train
+from tests.engine.killed_run import train_killed_after
 
 CONFIG = """\
 model:
@@ -73,52 +70,26 @@ def assert_same_tensors(a: Any, b: Any, where: str = "checkpoint") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def linked(latest: Path, target: Path) -> bool:
-    """Whether ``latest`` is ``target`` (the run links latest.pth right after writing a checkpoint)."""
-    try:
-        return os.path.samefile(latest, target)
-    except OSError:
-        return False
-
-
-def kill_when(config: Path, work: Path, trigger: str, args: list[str]) -> None:
-    """Run ``locdistill train CONFIG ARGS`` in a subprocess; SIGKILL it as soon as ``work/trigger`` is
-    written and ``latest.pth`` links to it (``ARGS`` with ``=`` go after ``--set``)."""
-    cmd = [sys.executable, "-m", "locdistill", "train", str(config), "--work-dir", str(work)]
-    cmd += [a for a in args if "=" not in a]
+def killed_after(checkpoint: str, config: Path, work: Path, args: list[str], log: Path) -> None:
+    """``locdistill train CONFIG --work-dir WORK ARGS`` killed right after ``checkpoint`` is written
+    (``ARGS`` with ``=`` go after ``--set``)."""
     overrides = [a for a in args if "=" in a]
-    cmd += ["--set", *overrides] if overrides else []
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 300
-        while not linked(work / "latest.pth", work / trigger):
-            if proc.poll() is not None:
-                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {trigger} after 300 s")
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    cmd = [str(config), "--work-dir", str(work), *[a for a in args if "=" not in a]]
+    train_killed_after(checkpoint, cmd + (["--set", *overrides] if overrides else []), log)
 
 
 def test_sigkilled_two_worker_run_resumes_bit_exactly(setup: tuple[Path, Path], tmp_path: Path) -> None:
     config, reference = setup
     work = tmp_path / "killed"
-    # 1. a checkpoint every iteration; killed once iter_1.pth exists: iter_2 and iter_3 are also inside
-    #    epoch 1, so the run is stopped inside it even if the kill lands two iterations late
-    kill_when(config, work, "iter_1.pth", ["train.checkpoint_iters=1"])
+    # 1. a checkpoint every iteration; killed right after iter_1.pth: inside epoch 1, 1 of 4 iterations done
+    killed_after("iter_1.pth", config, work, ["train.checkpoint_iters=1"], tmp_path / "stderr1.txt")
     latest = load_checkpoint(work / "latest.pth")
     assert latest["config"]["data"]["workers_per_gpu"] == 2
-    assert latest["epoch"] == 0 and 0 < latest["iter"] < 4, (latest["epoch"], latest["iter"])
-    # 2. resumed inside epoch 1 (epoch checkpoints only), killed right after epoch_2.pth, 4 iterations
-    #    before the next checkpoint: stopped at the boundary between epochs 2 and 3
-    kill_when(config, work, "epoch_2.pth", ["--resume"])
+    assert (latest["epoch"], latest["iter"], latest["global_iter"]) == (0, 1, 1)
+    assert not (work / "iter_2.pth").exists()
+    # 2. resumed inside epoch 1 (epoch checkpoints only), killed right after epoch_2.pth: stopped at the
+    #    boundary between epochs 2 and 3
+    killed_after("epoch_2.pth", config, work, ["--resume"], tmp_path / "stderr2.txt")
     latest = load_checkpoint(work / "latest.pth")
     assert (latest["epoch"], latest["iter"], latest["global_iter"]) == (2, 0, 8)
     assert not (work / "epoch_3.pth").exists()

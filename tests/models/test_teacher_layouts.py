@@ -78,6 +78,10 @@ REFERENCES: dict[str, Reference] = {
     "gfl/gfl_r101_fpn_voc.yaml": Reference("resnet", 101, num_classes=20),
     "gfl/gfl_r101_dcn_fpn_voc.yaml": Reference("resnet", 101, C3_C5, num_classes=20),
     "gfl/gfl_x101_32x4d_dcn_fpn_coco_1x.yaml": Reference("resnext", 101, C4_C5),
+    # the released checkpoints of the zoo (mmdetection configs/gfl/*_ms-2x_coco.py)
+    "gfl/gfl_r50_fpn_coco_2x.yaml": Reference("resnet", 50, multiscale=(480, 800)),
+    "gfl/gfl_x101_32x4d_fpn_coco_2x.yaml": Reference("resnext", 101, multiscale=(480, 800)),
+    "gfl/gfl_x101_32x4d_dcn_fpn_coco_2x.yaml": Reference("resnext", 101, C4_C5, multiscale=(480, 800)),
     "gfl/gflv2_r101_fpn_coco_2x.yaml": Reference("resnet", 101, gflv2=True, multiscale=(480, 960)),
     "gfl/gflv2_r101_dcn_fpn_coco_2x.yaml": Reference("resnet", 101, C3_C5, gflv2=True, multiscale=(480, 960)),
     "gfl/gflv2_x101_32x4d_dcn_fpn_coco_2x.yaml": Reference(

@@ -1,11 +1,12 @@
 """``locdistill analyze TEACHER STUDENT [BASELINE] --data CONFIG``: what distillation did, on your data.
 
-Each checkpoint is built from the config stored in it (``ckpt["config"]``, pretrained weights off) and
-must fit the teacher (same strides, anchors, reg_max and classes; :func:`check_fit`) and the data
-(same number of classes). The validation split of ``CONFIG`` (or ``--num-images`` images evenly spread
-over it) goes through the test pipeline once; every model sees each batch (see
-:mod:`locdistill.analysis.collect`). ``OUT`` receives ``report.md`` and ``report.json`` (the numbers),
-``edge_distributions.png``, ``edge_errors.png``, ``kl_per_level.png`` and ``ap_by_iou.png``.
+Each checkpoint is built from the config stored in it (``ckpt["config"]``, pretrained weights off; a
+released ``zoo:NAME`` from its zoo entry's config) and must fit the teacher (same strides, anchors,
+reg_max and classes; :func:`check_fit`) and the data (same number of classes). The validation split of
+``CONFIG`` (or ``--num-images`` images evenly spread over it) goes through the test pipeline once; every
+model sees each batch (see :mod:`locdistill.analysis.collect`). ``OUT`` receives ``report.md`` and
+``report.json`` (the numbers), ``edge_distributions.png``, ``edge_errors.png``, ``kl_per_level.png`` and
+``ap_by_iou.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from locdistill.analysis.collect import REGIONS, Collected, collect
 from locdistill.analysis.edges import SIDES
 from locdistill.config import Config, load_config
 from locdistill.models.detectors.gfl import GFL, require_gfl
+from locdistill.zoo import is_zoo_ref, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,9 @@ def model_paths(args: argparse.Namespace) -> dict[str, Path]:
         raise ValueError(f"--names: give {len(given)} different names, one per checkpoint (got {names})")
     paths = {name: Path(p) for name, p in zip(names, given)}
     for name, path in paths.items():
-        if not path.is_file():
+        if is_zoo_ref(path):  # zoo:NAME: fetched now (fails fast), loaded by name with its config
+            resolve_checkpoint(path)
+        elif not path.is_file():
             raise FileNotFoundError(f"{name} checkpoint not found: {path}")
     return paths
 

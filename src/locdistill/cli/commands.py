@@ -125,6 +125,12 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from locdistill.zoo import is_zoo_ref, resolve_checkpoint, zoo_config
+
+    config = None
+    if is_zoo_ref(str(args.checkpoint)):  # a released mmdetection checkpoint: fetched, its config known
+        config = zoo_config(str(args.checkpoint))
+        args.checkpoint, args.from_mmdet = resolve_checkpoint(str(args.checkpoint)), True
     if _same_file(args.checkpoint, args.out):
         raise ValueError(
             f"convert would write over its own input {args.checkpoint}; give another output path"
@@ -142,12 +148,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
             ) from None
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-        report = convert_mmdet_checkpoint(args.checkpoint, args.out)
+        stored = None
+        if config is not None:  # a zoo checkpoint's config goes in: the output is self-contained
+            from locdistill.config import load_config, to_dict
+
+            stored = to_dict(load_config(config, ["model.backbone.pretrained=false"]))
+        report = convert_mmdet_checkpoint(args.checkpoint, args.out, config=stored)
         skipped = report.get("skipped", []) if isinstance(report, dict) else []
         n = report.get("num_tensors", "?") if isinstance(report, dict) else "?"
         print(
             f"converted mmdetection checkpoint {args.checkpoint} -> {args.out} ({n} tensors"
             + (f", {len(skipped)} keys not placed, e.g. {skipped[0]}" if skipped else "")
+            + (f", config {config} stored" if config is not None else "")
             + ")"
         )
         return 0

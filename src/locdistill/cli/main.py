@@ -23,6 +23,7 @@ from locdistill.cli.commands import (
 )
 from locdistill.cli.parser import build_parser
 from locdistill.cli.paths import sort_paths
+from locdistill.cli.zoo import cmd_zoo
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "train": cmd_train,
@@ -36,6 +37,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "analyze": cmd_analyze,
     "plot": cmd_plot,
     "inspect-data": cmd_inspect_data,
+    "zoo": cmd_zoo,
 }
 
 
@@ -58,6 +60,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from locdistill.models.backbones.weights import PretrainedWeightsError
 
     errors.append(PretrainedWeightsError)  # e.g. ImageNet weights while offline
+    from locdistill.zoo import ZooError
+
+    errors.append(ZooError)  # zoo:NAME unknown, or its download failed (offline, hash, truncated)
     try:
         from locdistill.data import BadImageError
         from locdistill.data.video import VideoError

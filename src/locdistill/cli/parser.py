@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from locdistill import __version__
+from locdistill.cli.zoo import ZOO_EPILOG, ZOO_HELP, add_zoo_arguments
 
 EXAMPLES = """\
 examples:
@@ -24,6 +25,8 @@ examples:
   torchrun --nproc_per_node=8 -m locdistill train configs/ld/ld_gflv1_r101_r18_fpn_coco_1x.yaml
   locdistill test work_dirs/NAME/latest.pth --out dets.json   # the config stored in the checkpoint
   locdistill test CONFIG mmdet_gfl_r50.pth                    # files that store none need one
+  locdistill zoo                                              # released GFL/LD checkpoints: zoo:NAME
+  locdistill test zoo:gfl_r50_fpn_1x_coco --data-root /data/coco   # downloaded once, its config known
   locdistill predict [CONFIG] CKPT img1.jpg img2.jpg --out preds/
   locdistill convert work_dirs/NAME/latest.pth student.safetensors
   locdistill convert mmdet_ld_r101_r18.pth student.pth --from-mmdet
@@ -35,7 +38,7 @@ examples:
 
 PATHS_HELP = (
     "CONFIG is optional: a checkpoint of ours stores its config (a .yaml/.yml CONFIG, or a shipped config "
-    "name, replaces it); --set applies on top of either"
+    "name, replaces it), zoo:NAME (locdistill zoo) comes with its own; --set applies on top of either"
 )
 
 
@@ -162,7 +165,7 @@ def add_predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", type=Path, help="input checkpoint")
+    p.add_argument("checkpoint", type=Path, help="input checkpoint, or zoo:NAME (implies --from-mmdet)")
     p.add_argument("out", type=Path, help="output .pth or .safetensors")
     p.add_argument("--from-mmdet", action="store_true", help="the input is an mmdetection GFL/LD checkpoint")
     p.add_argument("--ema", action="store_true", help="keep the EMA weights instead of the live ones")
@@ -204,12 +207,26 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", type=Path, required=True, help="output file")
     p.add_argument("--with-nms", action="store_true", help="include post-processing and NMS in the graph")
-    _add_img_size(p)
+    p.add_argument(
+        "--img-size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        help="resize scale of the preprocessing recipe, as data.img_scale (default: the config's); the "
+        "graph takes any input size",
+    )
+    p.add_argument(
+        "--check-image",
+        nargs="+",
+        type=Path,
+        metavar="IMG",
+        help="check the export against predict on these images (default: synthetic non-square ones)",
+    )
     _add_set(p)
 
 
 def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("teacher", help="teacher checkpoint (built from the config stored in it)")
+    p.add_argument("teacher", help="teacher checkpoint (built from the config stored in it) or zoo:NAME")
     p.add_argument("student", help="student checkpoint, e.g. the LD student")
     p.add_argument("baseline", nargs="?", help="optional second student, e.g. the model trained without LD")
     p.add_argument("--data", required=True, metavar="CONFIG", help="config whose validation split is used")
@@ -341,6 +358,7 @@ SUBCOMMANDS: list[Subcommand] = [
         "example:\n  locdistill inspect-data configs/gfl/gfl_r18_fpn_bccd.yaml --out data_check/",
         add_inspect_data_arguments,
     ),
+    Subcommand("zoo", ZOO_HELP, ZOO_EPILOG, add_zoo_arguments),
 ]
 
 

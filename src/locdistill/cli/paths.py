@@ -12,7 +12,10 @@ CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
 def looks_like_config(arg: str) -> bool:
-    """A ``.yaml`` / ``.yml`` path, or a shipped config name (``gfl/gfl_r18_fpn_coco128``) that is no file."""
+    """A ``.yaml`` / ``.yml`` path, or a shipped config name (``gfl/gfl_r18_fpn_coco128``) that is no file;
+    never ``zoo:NAME`` (a checkpoint)."""
+    if arg.startswith("zoo:"):
+        return False
     if Path(arg).suffix.lower() in CONFIG_SUFFIXES:
         return True
     if Path(arg).exists():

@@ -61,10 +61,11 @@ class DistillConfig:
 
     ``teacher_config``: the teacher's config file (relative to this config's folder first; empty: the
     one stored in the teacher checkpoint); ``teacher_checkpoint``: its weights (locdistill, safetensors or
-    mmdetection). ``normalize``: ``official`` reproduces the reference exactly (Main/VLR LD not divided
-    by anything, so it grows with images per GPU); ``invariant`` keeps the per-image magnitude of
-    official at ``reference_images_per_gpu`` images per GPU for any batch size. ``crosskd``: see
-    :class:`CrossKDConfig` (it composes with the LD terms).
+    mmdetection), or ``zoo:NAME``, a released checkpoint (``locdistill zoo``; its config is taken
+    when ``teacher_config`` is empty). ``normalize``: ``official`` reproduces the reference exactly
+    (Main/VLR LD not divided by anything, so it grows with images per GPU); ``invariant`` keeps the
+    per-image magnitude of official at ``reference_images_per_gpu`` images per GPU for any batch size.
+    ``crosskd``: see :class:`CrossKDConfig` (it composes with the LD terms).
 
     ``cache``: a folder for the teacher's outputs (:mod:`locdistill.distill.teacher_cache`), stored per
     (image, flip, input size) in ``cache_dtype`` at ``all`` anchors or only at the ``needed`` ones

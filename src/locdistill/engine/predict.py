@@ -134,13 +134,28 @@ def prepare_tensor(
     """A one-image Batch of a ``uint8 [3, H, W]`` RGB image through the test pipeline (resize into
     ``data.img_scale``, normalise, pad to ``data.size_divisor``); its meta maps back to ``image``."""
     m, s = resolve_mean_std(cfg.data, mean, std)
-    transform = build_transforms(train=False, img_scale=cfg.data.img_scale, mean=m, std=s)
+    return prepare_scaled(image, cfg.data.img_scale, cfg.data.size_divisor, m, s, image_id, file_name)
+
+
+def prepare_scaled(
+    image: Tensor,
+    img_scale: Sequence[int],
+    size_divisor: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_id: int = 0,
+    file_name: str = "",
+) -> Batch:
+    """:func:`prepare_tensor` with the settings given: keep-ratio resize into ``img_scale``
+    ``(long, short)``, normalisation with ``mean``/``std`` (``[0, 1]`` units), zero padding to
+    ``size_divisor`` (the recipe of :mod:`locdistill.export.preprocess`)."""
+    transform = build_transforms(train=False, img_scale=img_scale, mean=mean, std=std)
     shape = (int(image.shape[1]), int(image.shape[2]))
     meta = ImageMeta(
         image_id=image_id, file_name=file_name, ori_shape=shape, img_shape=shape, pad_shape=shape
     )
     sample = transform(image, Targets(), meta)
-    return collate([sample], cfg.data.size_divisor)
+    return collate([sample], size_divisor)
 
 
 def prepare_image(

@@ -2,7 +2,8 @@
 
 The teacher comes through the one weight path (:func:`~locdistill.models.from_checkpoint.
 build_detector_from_checkpoint`): ``distill.teacher_checkpoint`` with ``distill.teacher_config`` when
-given, else the config the checkpoint stores. Its file's SHA-256 goes into the student's checkpoints.
+given, else the config the checkpoint stores (``zoo:NAME``: the shipped config of that released
+checkpoint, downloaded once). Its file's SHA-256 goes into the student's checkpoints.
 """
 
 from __future__ import annotations
@@ -47,4 +48,4 @@ def build_teacher(cfg: Config) -> tuple[DenseDetector[Any], str]:
         raise ValueError("distill.teacher_checkpoint is required: the trained teacher's weights")
     teacher, info = build_detector_from_checkpoint(d.teacher_checkpoint, resolve_teacher_config(cfg))
     logger.info("teacher built from %s, weights from %s (%s)", info.config_source, info.path, info.format)
-    return teacher, sha256_file(d.teacher_checkpoint)
+    return teacher, sha256_file(info.path)  # the local file (a zoo:NAME teacher's cached download)

@@ -51,6 +51,7 @@ from locdistill.engine.device import amp_settings, pick_device
 from locdistill.engine.distributed import init_distributed
 from locdistill.engine.ema import ModelEMA
 from locdistill.engine.evaluate import evaluate
+from locdistill.engine.kill_point import kill_point
 from locdistill.engine.loader import data_seed, set_data_seed, set_epoch, skip_batches
 from locdistill.engine.logger import EtaClock, MetricsWriter, hms, memory_record, reduce_meters, setup_logger
 from locdistill.engine.optim import build_optimizer, build_scheduler, clip_grad_norm, scaled_lr
@@ -95,6 +96,7 @@ class Run:
         prune_checkpoints(self.work_dir, self.cfg.train.keep_last, self.iters_per_epoch, current=path)
         logger.info("checkpoint saved: %s", path)
         self.final = path
+        kill_point(path.name)  # test-only: dies here when LOCDISTILL_TEST_KILL_AFTER names this file
         return path
 
     def checkpoint(self, st: TrainState, name: str) -> None:

@@ -1,12 +1,15 @@
-"""GFL post-processing and NMS for export: batched, fixed shapes, matrix operations only.
+"""GFL post-processing and NMS for export: batched, fixed shapes after the candidates, matrix operations.
 
-The same result as :meth:`GFL.predict` with ``rescale=False`` (:mod:`locdistill.models.postprocess` and
+The same result as :meth:`GFL.predict` (:mod:`locdistill.models.postprocess` and
 :mod:`locdistill.models.nms`), written so that the TorchScript ONNX exporter can trace it for any batch
-size: no Python loop over images or boxes, no data-dependent shapes.
+size and any input size: no Python loop over images or boxes, no data-dependent shapes. The input is
+per level (the number of anchors of a level follows the input size); everything after step 1 has
+shapes fixed at export time.
 
-1. Candidates: per level the top ``min(nms_pre, anchors * classes)`` (anchor, class) pairs by score;
-   a pair is *valid* when its score is above ``score_thr`` and its box has positive width and height
-   (``predict`` drops the others). All ``N`` candidates of an image are sorted by score, invalid last.
+1. Candidates: per level the top ``nms_pre`` (anchor, class) pairs by score (a level with fewer pairs
+   is filled up with invalid ones); a pair is *valid* when its score is above ``score_thr`` and its box
+   has positive width and height (``predict`` drops the others). All ``N = levels * nms_pre``
+   candidates of an image are sorted by score, invalid last.
 2. Suppression on the top ``P = min(nms_topk, N)`` candidates: ``S[i, j]`` is true when ``i`` ranks
    before ``j``, both are valid, of one class, and ``IoU(i, j) > thr`` (``nms``) or
    ``DIoU(i, j) > thr`` (``voting_cluster_diou``, DIoU penalty exponent 0.8). Cluster-NMS rounds
@@ -31,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from locdistill.ops.box_ops import distance2bbox
+from locdistill.ops.box_ops import box_centers, distance2bbox
 from locdistill.ops.diou import iou_and_diou
 
 EXPORTABLE_NMS_TYPES = ("nms", "voting_cluster_diou")
@@ -67,10 +70,11 @@ def cluster_keep(suppress: Tensor, valid: Tensor, iters: int) -> tuple[Tensor, T
 
 
 class ExportPostprocess(nn.Module):
-    """Per-anchor ``boxes [B, A, 4]`` (input pixels) and ``scores [B, A, C]`` -> padded detections.
+    """Per-level ``boxes [B, A_l, 4]`` (the pixels ``predict`` works in) and ``scores [B, A_l, C]`` ->
+    padded detections.
 
     Args:
-        level_sizes: anchors per level, in the order of the anchor axis.
+        num_levels: number of levels given to ``forward``.
         nms_type: ``nms`` or ``voting_cluster_diou`` (anything else is refused).
         score_thr / nms_pre / iou_threshold / max_per_img: the model's test settings.
         nms_topk: candidates (best first) on which suppression is decided.
@@ -83,7 +87,7 @@ class ExportPostprocess(nn.Module):
 
     def __init__(
         self,
-        level_sizes: list[int],
+        num_levels: int,
         num_classes: int,
         nms_type: str,
         score_thr: float,
@@ -99,37 +103,48 @@ class ExportPostprocess(nn.Module):
                 f"model.test.nms.type {nms_type!r} cannot be exported with --with-nms "
                 f"(exportable: {', '.join(EXPORTABLE_NMS_TYPES)}); export without --with-nms instead"
             )
-        self.level_sizes = list(level_sizes)
+        if nms_pre <= 0:
+            raise ValueError(f"model.test.nms_pre must be positive for export, got {nms_pre}")
+        self.num_levels = num_levels
         self.num_classes = num_classes
         self.nms_type = nms_type
         self.score_thr = float(score_thr)
         self.iou_threshold = float(iou_threshold)
-        self.per_level = [min(nms_pre, n * num_classes) for n in self.level_sizes]
-        self.num_candidates = sum(self.per_level)
+        self.nms_pre = int(nms_pre)
+        self.num_candidates = num_levels * self.nms_pre
         self.prefix = min(nms_topk, self.num_candidates)
         self.max_det = min(max_per_img, self.prefix) if max_per_img > 0 else self.prefix
         self.nms_iters = nms_iters
         self.converged: Tensor | None = None  # [B] of the last forward, for the export's parity check
 
-    def candidates(self, boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(boxes [B, N, 4], scores [B, N], labels [B, N], valid [B, N])`` sorted by score, invalid last."""
-        c = self.num_classes
+    def candidates(
+        self, level_boxes: list[Tensor], level_scores: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(boxes [B, N, 4], scores [B, N], labels [B, N], valid [B, N])`` sorted by score, invalid last.
+
+        Each level's pairs are followed by ``nms_pre`` filler pairs (score -1, an all-zero box: never
+        valid), so that the top ``nms_pre`` exist whatever the level's size."""
+        c, k = self.num_classes, self.nms_pre
         out_b, out_s, out_l = [], [], []
-        start = 0
-        for n, k in zip(self.level_sizes, self.per_level):
-            top, idx = scores[:, start : start + n].flatten(1).topk(k, dim=1)
+        for boxes, scores in zip(level_boxes, level_scores):
+            flat = scores.flatten(1)
+            batch = flat.shape[0]
+            filler = flat.new_full((1, k), -1.0).expand(batch, k)
+            zeros = boxes.new_zeros((1, -(-k // c), 4)).expand(batch, -(-k // c), 4)
+            top, idx = torch.cat([flat, filler], 1).topk(k, dim=1)
             anchor = torch.div(idx, c, rounding_mode="floor")
-            out_b.append(_gather_rows(boxes[:, start : start + n], anchor))
+            out_b.append(_gather_rows(torch.cat([boxes, zeros], 1), anchor))
             out_s.append(top)
             out_l.append(idx - anchor * c)
-            start += n
         b, s, lab = torch.cat(out_b, 1), torch.cat(out_s, 1), torch.cat(out_l, 1)
         valid = (s > self.score_thr) & (b[..., 2] > b[..., 0]) & (b[..., 3] > b[..., 1])
         ranked, order = torch.where(valid, s, torch.full_like(s, -1.0)).topk(self.num_candidates, dim=1)
         return _gather_rows(b, order), _gather_rows(s, order), _gather_rows(lab, order), ranked > -1.0
 
-    def forward(self, boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        b, s, lab, valid = self.candidates(boxes, scores)
+    def forward(
+        self, level_boxes: list[Tensor], level_scores: list[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        b, s, lab, valid = self.candidates(level_boxes, level_scores)
         p = self.prefix
         bp, lp, vp = b[:, :p], lab[:, :p], valid[:, :p]
         iou, diou = pairwise_iou_diou(bp, bp)
@@ -185,7 +200,13 @@ class ExportPostprocess(nn.Module):
         return num / den.clamp(min=torch.finfo(torch.float32).tiny).unsqueeze(-1)
 
 
-def decode(centers: Tensor, strides: Tensor, distances: Tensor, img_size: tuple[int, int]) -> Tensor:
-    """Distances ``[B, A, 4]`` (stride units) from anchor centres ``[A, 2]`` -> boxes ``[B, A, 4]``
-    clipped to ``img_size``."""
-    return distance2bbox(centers[None], distances * strides[None, :, None], max_shape=img_size)
+def decode(
+    anchors: Tensor, distances: Tensor, stride: int, img_shape: Tensor, scale_factor: Tensor
+) -> Tensor:
+    """Boxes of one level as ``predict`` computes them: distances ``[B, A, 4]`` (stride units) from the
+    centres of ``anchors [A, 4]``, clipped to each image's ``img_shape [B, 2]`` ``(h, w)`` (float), then
+    divided by its ``scale_factor [B, 4]`` ``(w, h, w, h)`` -> ``[B, A, 4]``."""
+    boxes = distance2bbox(box_centers(anchors)[None], distances * stride)
+    h, w = img_shape[:, None, 0:1], img_shape[:, None, 1:2]
+    upper = torch.cat([w, h, w, h], dim=2)  # [B, 1, 4]
+    return torch.minimum(boxes.clamp(min=0), upper) / scale_factor[:, None, :]

@@ -7,7 +7,8 @@
     model, info = build_detector_from_checkpoint("teacher.pth", "configs/x.yaml", ["train.amp=false"])
 
 The config is the one given (a path or a :class:`~locdistill.config.Config`), else the one the
-checkpoint stores (every locdistill checkpoint does; mmdetection files and plain state dicts do not);
+checkpoint stores (every locdistill checkpoint does; mmdetection files and plain state dicts do not),
+else for ``zoo:NAME`` the shipped config that zoo entry loads into (:mod:`locdistill.zoo`);
 ``overrides`` (``--set``) apply on top of either. The backbone's ``pretrained`` is turned off (the
 checkpoint holds every weight), and a file that does not fit says which config it stores.
 """
@@ -26,6 +27,7 @@ from locdistill.config import Config, ConfigError, apply_overrides, config_from_
 from locdistill.models.build import build_detector
 from locdistill.models.detectors.base import DenseDetector
 from locdistill.weights import LoadReport, WeightsError, WeightsFile, load_weights, read_weights
+from locdistill.zoo import zoo_config
 
 
 @dataclass
@@ -129,8 +131,9 @@ def build_detector_from_checkpoint(
     weights, on ``device`` in eval mode.
 
     Args:
-        path: any file :func:`locdistill.weights.read_weights` reads.
-        cfg: a config (path or object); ``None``: the config stored in the checkpoint.
+        path: any file :func:`locdistill.weights.read_weights` reads, or ``zoo:NAME``.
+        cfg: a config (path or object); ``None``: the config stored in the checkpoint (``zoo:NAME``:
+            the shipped config of that entry).
         overrides: ``key=value`` strings applied on top of the config (``--set``).
         use_ema: the EMA weights of a training checkpoint.
 
@@ -138,6 +141,7 @@ def build_detector_from_checkpoint(
         WeightsError: unreadable file, no config anywhere, or weights that do not fit the model (naming
             the keys, the config the model was built from and the one the file stores).
     """
+    cfg = cfg if cfg is not None else zoo_config(path)  # mmdetection's files store none: the zoo knows
     given = given_config(cfg, overrides) if cfg is not None else None  # a bad config fails before any read
     file = read_weights(path)
     config, described = given if given is not None else stored_config(file, overrides)

@@ -30,7 +30,7 @@ class ConvNorm(nn.Module):
         self.relu = relu
 
     def forward(self, x: Tensor, activate: bool = True) -> Tensor:
-        """``activate=False``: the normalised conv output before the ReLU (where CrossKD crosses)."""
+        """``activate=False``: the normalised conv output before the ReLU (CrossKD's ``hold: pre_relu``)."""
         # (autocast first: a traced export, where it is off, never reads the shape)
         if self.conv.stride[1] > 1 and torch.is_autocast_enabled("cpu") and x.is_cpu and x.shape[-1] == 1:
             # oneDNN's bfloat16 weight gradient of a strided conv over a map one pixel wide is at times

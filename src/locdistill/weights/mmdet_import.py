@@ -117,13 +117,17 @@ def infer_head_settings(state: dict[str, Tensor]) -> dict[str, Any]:
     }
 
 
-def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]:
+def convert_mmdet_checkpoint(
+    src: str | Path, out: str | Path, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``locdistill convert --from-mmdet``: write an mmdetection GFL/LD checkpoint in our format.
 
     The output holds ``model`` (our key names), and ``meta`` with the source's plain metadata, its class
     names, the head settings read from the weights and the keys that could not be placed (an LD
-    checkpoint's teacher); a ``.safetensors`` output keeps ``meta`` as JSON in its metadata. The file is
-    written atomically with the usual permissions. Prints nothing; returns a report dict.
+    checkpoint's teacher); ``config`` (a locdistill config as a plain dict, e.g. a zoo entry's), when
+    given, is stored too, so the file needs no config beside it. A ``.safetensors`` output keeps
+    ``meta`` (and ``config``) as JSON in its metadata. The file is written atomically with the usual
+    permissions. Prints nothing; returns a report dict.
     """
     from locdistill.utils.hashing import sha256_file
 
@@ -145,9 +149,14 @@ def convert_mmdet_checkpoint(src: str | Path, out: str | Path) -> dict[str, Any]
 
         tensors = {k: v.contiguous() for k, v in state.items()}
         metadata = {"format": "pt", "meta": json.dumps(meta)}
+        if config is not None:
+            metadata["config"] = json.dumps(config)
         atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     else:
-        atomic_write(out, lambda tmp: torch.save({"model": state, "meta": meta}, tmp))
+        content: dict[str, Any] = {"model": state, "meta": meta}
+        if config is not None:
+            content["config"] = config
+        atomic_write(out, lambda tmp: torch.save(content, tmp))
     return report
 
 

@@ -7,6 +7,8 @@ Supported files and what :func:`read_weights` makes of them (``WeightsFile.forma
 * ``safetensors``: tensors as ``model``, and the ``config`` / ``meta`` JSON strings of the file's metadata;
 * ``state_dict``: a ``{"state_dict": sd}`` file or a plain state dict (DDP ``module.`` prefixes allowed);
 * ``mmdetection``: a checkpoint whose ``state_dict`` carries mmdetection key names (``bbox_head.*``).
+  ``zoo:NAME`` (a released mmdetection checkpoint, :mod:`locdistill.zoo`) is that file, downloaded
+  once into the torch hub cache with its hash checked.
   Real ones pickle mmengine/numpy objects, which ``weights_only`` refuses; those go through the
   restricted unpickler of :mod:`locdistill.weights.mmdet_import`, which never calls anything the file
   names. Any other file that ``weights_only`` refuses is refused.
@@ -36,6 +38,7 @@ from locdistill.weights.mmdet_import import (
 )
 from locdistill.weights.restricted_pickle import UnsafeCheckpointError
 from locdistill.weights.sniff import describe_unreadable
+from locdistill.zoo import resolve_checkpoint
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
@@ -86,16 +89,18 @@ def read_weights(
     """Read a weights file safely (see the module docstring).
 
     Args:
-        path: ``.pth`` (any name) or ``.safetensors`` file.
+        path: ``.pth`` (any name) or ``.safetensors`` file, or ``zoo:NAME`` (see :mod:`locdistill.zoo`).
         map_location: device for the tensors of torch / safetensors files (mmdetection files: CPU).
         allow_mmdet: read mmdetection checkpoints that ``weights_only`` refuses through the restricted
             unpickler; ``False`` refuses them (training resume needs a file of ours).
 
     Raises:
         WeightsFileNotFoundError: no such file.
+        ZooError: an unknown ``zoo:NAME``, or its download failed (one line naming the URL and where a
+            file downloaded by hand is used).
         WeightsError: unreadable, not a mapping, or a pickle with objects that is not mmdetection's.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise WeightsFileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == SAFETENSORS_SUFFIX:
