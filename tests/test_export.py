@@ -1,5 +1,5 @@
 """ONNX export: onnxruntime, fed a photo prepared by the documented recipe
-(:mod:`locdistill.export_preprocess`), gives the detections of ``locdistill predict`` (scores within
+(:mod:`locdistill.export.preprocess`), gives the detections of ``locdistill predict`` (scores within
 1e-4, boxes within 0.1 px) on non-square photos of any size, for a batch of any size, with the configured
 NMS (plain or Score-voting Cluster-DIoU-NMS) in the graph; metadata; the export-time check."""
 
@@ -18,9 +18,9 @@ from locdistill.config import BackboneConfig, HeadConfig, ModelConfig, NeckConfi
 from locdistill.config import TestConfig as ModelTestConfig
 from locdistill.engine.predict import prepare_scaled
 from locdistill.export import ExportableGFL, ExportParityError, export_onnx, recipe_for
-from locdistill.export_check import Found, match_detections, synthetic_image
-from locdistill.export_preprocess import Recipe, batch_inputs, preprocess, read_rgb
-from locdistill.models.gfl import GFL, build_gfl
+from locdistill.export.check import Found, match_detections, synthetic_image
+from locdistill.export.preprocess import Recipe, batch_inputs, preprocess, read_rgb
+from locdistill.models.detectors.gfl import GFL, build_gfl
 from locdistill.structures import Detections
 
 ort = pytest.importorskip("onnxruntime")

@@ -15,8 +15,8 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional._geometry import _do_native_uint8_resize_on_cpu
 
 from locdistill.engine.predict import prepare_scaled
-from locdistill.export_check import synthetic_image
-from locdistill.export_preprocess import Recipe, preprocess, read_rgb, resize_bilinear_uint8
+from locdistill.export.check import synthetic_image
+from locdistill.export.preprocess import Recipe, preprocess, read_rgb, resize_bilinear_uint8
 from tests.helpers import ROOT
 
 NATIVE = _do_native_uint8_resize_on_cpu(InterpolationMode.BILINEAR)
@@ -80,7 +80,7 @@ def test_the_reference_needs_no_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
         "import numpy as np\n"
-        "from locdistill.export_preprocess import Recipe, preprocess\n"
+        "from locdistill.export.preprocess import Recipe, preprocess\n"
         "feed = preprocess(np.zeros((30, 50, 3), np.uint8), Recipe((64, 32), 32, (0.5,) * 3, (0.25,) * 3))\n"
         "assert feed['images'].shape == (1, 3, 32, 64), feed['images'].shape\n"
     )

@@ -38,9 +38,7 @@ def test_shapes_and_loss_terms() -> None:
     result = run_teacher(teacher, batch.images, module.crosskd.teacher_layer)
     s_out, s_tower = module.crosskd.student_forward(student, batch.images)
     cross = module.crosskd.cross_outputs(teacher.head, s_tower, result.hold_sums)
-    for a, b in zip(
-        cross.cls_scores + cross.bbox_preds, result.outputs.cls_scores + result.outputs.bbox_preds
-    ):
+    for a, b in zip(teacher.flatten(cross), result.outputs):  # per prior: [B, A, C], [B, A, 4*(R+1)]
         assert a.shape == b.shape and a.dtype == torch.float32
     assert [tuple(s.shape) for s in result.hold_sums] == [(2, 2, 2, 32)] * 5
     losses = module(batch)
@@ -123,7 +121,7 @@ def test_crossing_at_the_fpn_runs_the_whole_teacher_head_without_a_leading_relu(
 def test_batch_statistics_from_per_image_sums() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 6, 5, 7, generator=g) * 3 + 1
-    from locdistill.models.gfl_head import TowerFeatures
+    from locdistill.models.heads.outputs import TowerFeatures
 
     sums = hold_sums(TowerFeatures([x], [2 * x], 1))[0]
     mean, std = batch_mean_std(sums, 35)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from locdistill.config import dump_config
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from locdistill.zoo import ZooEntry
 from locdistill.zoo import entry as zoo_table
 from tests.helpers import tiny_config

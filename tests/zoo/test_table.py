@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from locdistill.config import load_config
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from locdistill.weights.mmdet_keys import convert_detector_state_dict
 from locdistill.zoo import find_entry, zoo_entries
 from locdistill.zoo.entry import TABLE_FILE

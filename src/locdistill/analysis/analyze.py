@@ -22,7 +22,7 @@ from torch.utils.data import Subset
 from locdistill.analysis.collect import REGIONS, Collected, collect
 from locdistill.analysis.edges import SIDES
 from locdistill.config import Config, load_config
-from locdistill.models.gfl import GFL
+from locdistill.models.detectors.gfl import GFL, require_gfl
 from locdistill.zoo import is_zoo_ref, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def load_model(path: Path, device: torch.device) -> tuple[GFL, Config]:
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
     model, info = build_detector_from_checkpoint(path, device=device)
-    return model, info.config
+    return require_gfl(model, f"locdistill analyze ({path})"), info.config
 
 
 def model_paths(args: argparse.Namespace) -> dict[str, Path]:
@@ -176,7 +176,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from locdistill.analysis import figures
     from locdistill.analysis.edges import plot_edge_distributions
     from locdistill.analysis.report import markdown, write_json
-    from locdistill.config_resolve import set_data_root
+    from locdistill.config.resolve import set_data_root
     from locdistill.data import build_dataset, build_test_loader, resolve_mean_std
 
     out = Path(args.out)

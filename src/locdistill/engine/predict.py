@@ -148,7 +148,7 @@ def prepare_scaled(
 ) -> Batch:
     """:func:`prepare_tensor` with the settings given: keep-ratio resize into ``img_scale``
     ``(long, short)``, normalisation with ``mean``/``std`` (``[0, 1]`` units), zero padding to
-    ``size_divisor`` (the recipe of :mod:`locdistill.export_preprocess`)."""
+    ``size_divisor`` (the recipe of :mod:`locdistill.export.preprocess`)."""
     transform = build_transforms(train=False, img_scale=img_scale, mean=mean, std=std)
     shape = (int(image.shape[1]), int(image.shape[2]))
     meta = ImageMeta(

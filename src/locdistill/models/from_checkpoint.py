@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from locdistill.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, to_dict
-from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.build import build_detector
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.weights import LoadReport, WeightsError, WeightsFile, load_weights, read_weights
 from locdistill.zoo import zoo_config
 
@@ -125,8 +126,9 @@ def build_detector_from_checkpoint(
     overrides: Sequence[str] = (),
     device: str | torch.device = "cpu",
     use_ema: bool = False,
-) -> tuple[GFL, CheckpointInfo]:
-    """The GFL that ``path`` holds, with its weights, on ``device`` in eval mode.
+) -> tuple[DenseDetector[Any], CheckpointInfo]:
+    """The detector that ``path`` holds (of the family its config's ``model.type`` names), with its
+    weights, on ``device`` in eval mode.
 
     Args:
         path: any file :func:`locdistill.weights.read_weights` reads, or ``zoo:NAME``.
@@ -144,7 +146,7 @@ def build_detector_from_checkpoint(
     file = read_weights(path)
     config, described = given if given is not None else stored_config(file, overrides)
     config.model.backbone.pretrained = False  # the checkpoint holds every weight
-    model = build_gfl(config.model)
+    model = build_detector(config.model)
     report = load_weights(
         model,
         file,

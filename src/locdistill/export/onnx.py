@@ -2,7 +2,7 @@
 for any input size.
 
 The graph takes the image exactly as ``locdistill predict`` prepares it (the recipe:
-:mod:`locdistill.export_preprocess`, stored in the metadata key ``preprocess``, see ``docs/export.md``):
+:mod:`locdistill.export.preprocess`, stored in the metadata key ``preprocess``, see ``docs/export.md``):
 
 * ``images [B, 3, H, W]`` float32, ``H`` and ``W`` dynamic (multiples of 32 by the recipe): keep-ratio
   resize into ``data.img_scale``, normalisation, zero padding at the bottom and right;
@@ -18,10 +18,10 @@ padded size per batch). Outputs, boxes in original-image pixels:
 * with NMS: ``boxes [B, D, 4]``, ``scores [B, D]``, ``labels [B, D]`` (int64, ``-1`` in padding) and
   ``num_dets [B]``, ``D = max_per_img``: ``model.test`` post-processing with the configured
   ``model.test.nms.type`` (class-aware NMS or Score-voting Cluster-DIoU-NMS) in fixed-shape matrix form
-  (:mod:`locdistill.export_nms`).
+  (:mod:`locdistill.export.nms`).
 
 The metadata also holds the class names, mean/std and the test settings as JSON. When onnxruntime is
-installed the export is checked before the file is written (:mod:`locdistill.export_check`):
+installed the export is checked before the file is written (:mod:`locdistill.export.check`):
 onnxruntime fed the recipe must give ``predict``'s detections on non-square images of two sizes
 (scores within 1e-4, boxes within 0.1 px); a mismatch fails the export and leaves no file. Exported
 with the TorchScript-based exporter (``dynamo=False``).
@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from locdistill.export_check import ExportParityError, default_check_images, parity_check
-from locdistill.export_graph import ExportableGFL
-from locdistill.export_preprocess import Recipe, preprocess
-from locdistill.models.gfl import GFL
+from locdistill.export.check import ExportParityError, default_check_images, parity_check
+from locdistill.export.graph import ExportableGFL
+from locdistill.export.preprocess import Recipe, preprocess
+from locdistill.models.detectors.gfl import GFL, require_gfl
 from locdistill.utils.atomic_write import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -177,16 +177,17 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.format != "onnx":
         raise ValueError(f"unsupported export format {args.format!r} (supported: onnx)")
-    model, info = build_detector_from_checkpoint(
+    built, info = build_detector_from_checkpoint(
         args.checkpoint, args.config, getattr(args, "set", None) or []
     )
+    model = require_gfl(built, "locdistill export")
     cfg = info.config
     scale = [int(v) for v in args.img_size] if args.img_size else list(cfg.data.img_scale)
     recipe = recipe_for(scale, cfg.data.size_divisor, *resolve_mean_std(cfg.data, model.mean, model.std))
     paths = getattr(args, "check_image", None) or []
     images = [read_image(p).permute(1, 2, 0).numpy() for p in paths] or None
     # show the check's summary line (and its warning) on the console
-    check_log = logging.getLogger("locdistill.export_check")
+    check_log = logging.getLogger("locdistill.export.check")
     handler, level = logging.StreamHandler(sys.stdout), check_log.level
     check_log.addHandler(handler)
     check_log.setLevel(logging.INFO)

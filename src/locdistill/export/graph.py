@@ -1,6 +1,6 @@
 """The exported graph as a PyTorch module: ``predict``'s decoding and post-processing for any input size.
 
-See :mod:`locdistill.export` for the inputs and outputs and :mod:`locdistill.export_nms` for the
+See :mod:`locdistill.export` for the inputs and outputs and :mod:`locdistill.export.nms` for the
 post-processing in fixed-shape matrix form.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from locdistill.export_nms import ExportPostprocess, decode
-from locdistill.models.gfl import GFL
-from locdistill.models.priors import level_anchors
+from locdistill.export.nms import ExportPostprocess, decode
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.priors.anchors import level_anchors
 
 
 class ExportableGFL(nn.Module):
@@ -27,7 +27,7 @@ class ExportableGFL(nn.Module):
     Args:
         model: the detector (eval mode).
         with_nms: include ``model.test`` post-processing with its NMS type.
-        nms_topk / nms_iters: see :class:`locdistill.export_nms.ExportPostprocess`.
+        nms_topk / nms_iters: see :class:`locdistill.export.nms.ExportPostprocess`.
     """
 
     def __init__(self, model: GFL, with_nms: bool = False, nms_topk: int = 1000, nms_iters: int = 32) -> None:

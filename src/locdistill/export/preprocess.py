@@ -71,7 +71,7 @@ class Recipe:
                 "dtype": "float32",
                 "img_shape": "int64 [B, 2]: (new_h, new_w), the resized image before padding",
                 "ori_shape": "int64 [B, 2]: (h, w), the original image",
-                "reference": "locdistill.export_preprocess.preprocess",
+                "reference": "locdistill.export.preprocess.preprocess",
             }
         )
 

@@ -1,5 +1,5 @@
 """The export's own check: onnxruntime, fed images prepared by the documented recipe
-(:func:`locdistill.export_preprocess.preprocess`), must give what ``locdistill predict`` gives.
+(:func:`locdistill.export.preprocess.preprocess`), must give what ``locdistill predict`` gives.
 
 ``predict``'s side runs its own pipeline (:func:`locdistill.engine.predict.prepare_scaled`) and
 ``GFL.predict`` with ``rescale=True``, one image at a time, exactly as the command does. The check
@@ -23,19 +23,19 @@ import numpy as np
 import torch
 
 from locdistill.engine.predict import prepare_scaled
-from locdistill.export_preprocess import (
+from locdistill.export.preprocess import (
     Recipe,
     batch_inputs,
     preprocess,
     rescale_size,
     resize_bilinear_uint8,
 )
-from locdistill.models.gfl_loss import flatten_levels
+from locdistill.models.heads.outputs import flatten_levels
 from locdistill.structures import Batch, Detections
 
 if TYPE_CHECKING:
-    from locdistill.export_graph import ExportableGFL
-    from locdistill.models.gfl import GFL
+    from locdistill.export.graph import ExportableGFL
+    from locdistill.models.detectors.gfl import GFL
 
 logger = logging.getLogger(__name__)
 
