@@ -153,7 +153,7 @@ def test_other_seed_configs_share_the_schedule(name: str) -> None:
 def test_the_optimiser_holds_what_mmdetection_trains() -> None:
     """mmdetection's one group lists every student parameter, frozen ones included (never updated);
     ours lists exactly the trainable ones, as many as mmdetection's (the teacher is in neither)."""
-    from locdistill.models.gfl import build_gfl
+    from locdistill.models.detectors.gfl import build_gfl
 
     ref = _refs()["cases"]["ld_1x@7"]["groups"][0]
     cfg = load_config(CONFIGS / OUR_CONFIGS["ld_1x"], ["model.backbone.pretrained=false"])

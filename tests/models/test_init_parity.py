@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from locdistill.config import load_config
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from locdistill.weights.mmdet_keys import convert_detector_state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
