@@ -126,7 +126,7 @@ def make_assign() -> dict[str, Any]:
         dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1)
     )
     fcos = FCOSHead(
-        num_classes=NUM_CLASSES, in_channels=8, feat_channels=8, stacked_convs=1, center_sampling=True,
+        num_classes=NUM_CLASSES, strides=STRIDES, in_channels=8, feat_channels=8, stacked_convs=1, center_sampling=True,
         center_sample_radius=1.5, norm_on_bbox=False, norm_cfg=None,
     )
     cases: dict[str, Any] = {}
@@ -226,7 +226,9 @@ def make_family_case(family: str, gen: torch.Generator) -> dict[str, Any]:
                                      debug=False),
             )
         else:
-            extra = dict(center_sampling=True, center_sample_radius=1.5, norm_on_bbox=False, norm_cfg=None)
+            extra = dict(
+                strides=STRIDES, center_sampling=True, center_sample_radius=1.5, norm_on_bbox=False, norm_cfg=None
+            )
         head = MODELS.build(dict(type=kind, **common, **extra))
         d4 = [torch.rand(2, 4, h, w) for h, w in sizes]
         losses = head.loss_by_feat(cls, d4, ctr, gts, METAS)
@@ -376,7 +378,7 @@ def make_predict() -> dict[str, Any]:
             head = MODELS.build(dict(type="ATSSHead", anchor_generator=ATSS_ANCHORS, **common))
             head.bbox_coder = CentreDistanceCoder()
         else:
-            head = MODELS.build(dict(type="FCOSHead", norm_cfg=None, **common))
+            head = MODELS.build(dict(type="FCOSHead", strides=STRIDES, norm_cfg=None, **common))
         variants = {}
         for vname, nms_pre, max_per_img, rescale in (
             ("default", 1000, 100, False),

@@ -1,0 +1,31 @@
+"""Helpers shared by the RetinaGFL, ATSS-GFL and FCOS-GFL objectives."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from locdistill.models.assigners.centerness import centerness_target, point_box_distances
+from locdistill.models.assignment import Assignment
+from locdistill.models.gfl_loss import PositiveSamples
+from locdistill.ops.box_ops import box_centers
+
+
+def flatten_priors(maps: list[Tensor], k: int) -> Tensor:
+    """Per-level ``[B, A*k, H_l, W_l]`` (anchor-major channels) -> ``[B, sum_l H_l*W_l*A, k]``, priors in
+    the order of :mod:`locdistill.models.anchor_generator` (location-major, anchors of a location
+    consecutive), levels concatenated."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, k) for m in maps], dim=1)
+
+
+def level_sum(values: Tensor, level: Tensor, num_levels: int) -> Tensor:
+    """Sum ``values`` ``[N]`` into ``[num_levels]`` bins by ``level`` ``[N]``."""
+    return values.new_zeros(num_levels).index_add(0, level, values)
+
+
+def positive_centerness(assignment: Assignment, pos: PositiveSamples) -> Tensor:
+    """``[P]`` centerness targets at the positives: from the prior's centre (the anchor centre for
+    ATSS, the point for FCOS) to its GT's sides, in pixels."""
+    centres = box_centers(assignment.anchors[pos.anchor_index])
+    gt = assignment.gt_boxes[pos.batch_index, pos.anchor_index]
+    return centerness_target(point_box_distances(centres, gt))
