@@ -16,6 +16,7 @@ from locdistill.models.assigners.batch import (
 )
 from locdistill.models.assigners.fcos_targets import DEFAULT_REGRESS_RANGES
 from locdistill.models.assignment import Assignment, build_assignment
+from locdistill.models.family_postprocess import family_postprocess
 from locdistill.models.gfl_loss import positive_samples
 from locdistill.models.heads.outputs import FamilyOutputs
 from locdistill.models.integral import Integral
@@ -23,7 +24,9 @@ from locdistill.models.losses.centerness_gfl import centerness_gfl_loss
 from locdistill.models.losses.common import flatten_priors, positive_centerness
 from locdistill.models.losses.retina_gfl import retina_gfl_loss
 from locdistill.models.point_generator import multi_level_points
+from locdistill.models.postprocess import PostProcessConfig
 from locdistill.models.priors import AnchorGrid
+from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta, Targets
 
 REFS = Path(__file__).resolve().parents[1] / "refs" / "mmdet_families"
@@ -128,3 +131,38 @@ def test_centerness_targets(ref: dict, family: str) -> None:
     for lvl, theirs in enumerate(case["centerness_targets"]):
         mine = ours[pos.level == lvl]  # both order a level's positives image by image
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", ["retina", "atss", "fcos"])
+@pytest.mark.parametrize("variant", ["default", "small_nms_pre_rescale"])
+def test_predict_mmdet3_order(ref: dict, family: str, variant: str) -> None:
+    path = REFS / "predict.pt"
+    if not path.is_file():
+        pytest.skip(f"mmdetection reference {path} not available")
+    expected = torch.load(path, weights_only=True)[family][variant]
+    outputs, _, sizes = inputs(ref, family)
+    if family == "retina":
+        centres = [box_centers(a) for a in MultiAnchorGrid(sizes, STRIDES).per_level]
+    elif family == "atss":
+        centres = [box_centers(a) for a in AnchorGrid(sizes, STRIDES, 8.0).per_level]
+    else:
+        centres = multi_level_points(sizes, STRIDES)
+    metas = [
+        ImageMeta(
+            i,
+            "",
+            tuple(m["img_shape"]),
+            tuple(m["img_shape"]),
+            tuple(m["pad_shape"]),
+            tuple(m["scale_factor"]),
+        )
+        for i, m in enumerate(ref["metas"])
+    ]
+    cfg = PostProcessConfig(0.05, expected["nms_pre"], "nms", 0.6, expected["max_per_img"])
+    dets = family_postprocess(
+        outputs, centres, STRIDES, metas, Integral(16), ref["num_classes"], cfg, expected["rescale"], "mmdet3"
+    )
+    for d, e in zip(dets, expected["results"]):
+        assert torch.equal(d.labels, e["labels"].long())
+        torch.testing.assert_close(d.scores, e["scores"], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(d.boxes, e["bboxes"], rtol=1e-5, atol=1e-4)
