@@ -42,6 +42,13 @@ def ref() -> dict:
     return torch.load(path, weights_only=True)
 
 
+def metas_of(ref: dict) -> list[ImageMeta]:
+    return [
+        ImageMeta(i, "", m["img_shape"], m["img_shape"], m["pad_shape"], m["scale_factor"])
+        for i, m in enumerate(ref["metas"])
+    ]
+
+
 def inputs(ref: dict, family: str) -> tuple[FamilyOutputs, Assignment, list[tuple[int, int]]]:
     case = ref["families"][family]
     sizes = [(int(h), int(w)) for h, w in ref["featmap_sizes"]]
@@ -51,17 +58,7 @@ def inputs(ref: dict, family: str) -> tuple[FamilyOutputs, Assignment, list[tupl
         [c.float() for c in case.get("centernesses", [])],
     )
     targets = [Targets(b, l) for b, l in zip(ref["gt_bboxes"], ref["gt_labels"])]
-    metas = [
-        ImageMeta(
-            i,
-            "",
-            tuple(m["img_shape"]),
-            tuple(m["img_shape"]),
-            tuple(m["pad_shape"]),
-            tuple(m["scale_factor"]),
-        )
-        for i, m in enumerate(ref["metas"])
-    ]
+    metas = metas_of(ref)
     c = ref["num_classes"]
     if family == "retina":
         assignment: Assignment = build_max_iou_assignment(MultiAnchorGrid(sizes, STRIDES), targets, metas, c)
@@ -147,17 +144,7 @@ def test_predict_mmdet3_order(ref: dict, family: str, variant: str) -> None:
         centres = [box_centers(a) for a in AnchorGrid(sizes, STRIDES, 8.0).per_level]
     else:
         centres = multi_level_points(sizes, STRIDES)
-    metas = [
-        ImageMeta(
-            i,
-            "",
-            tuple(m["img_shape"]),
-            tuple(m["img_shape"]),
-            tuple(m["pad_shape"]),
-            tuple(m["scale_factor"]),
-        )
-        for i, m in enumerate(ref["metas"])
-    ]
+    metas = metas_of(ref)
     cfg = PostProcessConfig(0.05, expected["nms_pre"], "nms", 0.6, expected["max_per_img"])
     dets = family_postprocess(
         outputs, centres, STRIDES, metas, Integral(16), ref["num_classes"], cfg, expected["rescale"], "mmdet3"
