@@ -18,7 +18,7 @@ from locdistill.models.assigners.fcos_targets import DEFAULT_REGRESS_RANGES
 from locdistill.models.assignment import Assignment, build_assignment
 from locdistill.models.family_postprocess import family_postprocess
 from locdistill.models.gfl_loss import positive_samples
-from locdistill.models.heads.outputs import FamilyOutputs
+from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.integral import Integral
 from locdistill.models.losses.centerness_gfl import centerness_gfl_loss
 from locdistill.models.losses.common import flatten_priors, positive_centerness

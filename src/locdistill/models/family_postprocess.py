@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from locdistill.models.heads.outputs import FamilyOutputs
+from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.integral import Integral
 from locdistill.models.nms import multiclass_nms
 from locdistill.models.postprocess import PostProcessConfig

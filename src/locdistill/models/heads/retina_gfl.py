@@ -13,7 +13,7 @@ import math
 
 from torch import Tensor, nn
 
-from locdistill.models.heads.outputs import FamilyOutputs
+from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.layers import ConvNorm
 
 
