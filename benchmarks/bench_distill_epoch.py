@@ -46,7 +46,7 @@ from locdistill.distill.teacher_cache import build_teacher_cache  # noqa: E402
 from locdistill.engine.build import DetectorLoss, build_data  # noqa: E402
 from locdistill.engine.loader import set_epoch  # noqa: E402
 from locdistill.engine.teacher import resolve_teacher_config  # noqa: E402
-from locdistill.models.gfl import GFL, build_gfl  # noqa: E402
+from locdistill.models.detectors.gfl import GFL, build_gfl  # noqa: E402
 from locdistill.structures import Batch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

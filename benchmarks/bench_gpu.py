@@ -33,7 +33,7 @@ from locdistill.distill.distiller import Distiller  # noqa: E402
 from locdistill.engine.build import DetectorLoss  # noqa: E402
 from locdistill.engine.optim import build_optimizer  # noqa: E402
 from locdistill.engine.performance import compile_training_module  # noqa: E402
-from locdistill.models.gfl import build_gfl  # noqa: E402
+from locdistill.models.detectors.gfl import build_gfl  # noqa: E402
 from locdistill.structures import Batch, ImageMeta, Targets  # noqa: E402
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -15,7 +15,7 @@ import torch
 
 from locdistill.benchmark import environment, measure_inference, random_inputs
 from locdistill.config import ModelConfig
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from locdistill.data.transforms import Normalize  # noqa: E402
 from locdistill.distill.distiller import Distiller  # noqa: E402
 from locdistill.engine.build import DetectorLoss  # noqa: E402
 from locdistill.engine.optim import build_optimizer  # noqa: E402
-from locdistill.models.gfl import GFL, build_gfl  # noqa: E402
+from locdistill.models.detectors.gfl import GFL, build_gfl  # noqa: E402
 from locdistill.structures import Batch, ImageMeta, Targets  # noqa: E402
 
 SETTINGS = ("eager", "channels_last", "compile", "bf16", "forloop", "foreach", "fused", "mkldnn_bf16")

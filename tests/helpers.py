@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from locdistill.config import Config, load_config
+from locdistill.models.detectors.gfl import GFL
 from locdistill.models.fpn import FPN
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import GFLHead
+from locdistill.models.heads.gfl import GFLHead
 from locdistill.structures import Batch, ImageMeta, Targets
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,7 +48,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def part_of(module: str) -> str:
-    """The top-level part a module belongs to: ``locdistill.models.gfl`` -> ``models``."""
+    """The top-level part a module belongs to: ``locdistill.models.detectors.gfl`` -> ``models``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from locdistill.config import ConfigError, load_config
-from locdistill.config_resolve import set_data_root
-from locdistill.config_ultralytics import read_data_yaml
+from locdistill.config.resolve import set_data_root
+from locdistill.config.ultralytics import read_data_yaml
 from locdistill.data import build_dataset
 
 

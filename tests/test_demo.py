@@ -13,7 +13,7 @@ from locdistill.analysis.edges import pick_objects
 from locdistill.cli import main
 from locdistill.demo import METRICS, _clear_previous_run, demo_configs, format_table
 from locdistill.distill.distiller import check_fit
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 
 
 def test_demo_configs_pair_a_fitting_teacher_with_the_baseline(tmp_path: Path) -> None:

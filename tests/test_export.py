@@ -14,7 +14,7 @@ from PIL import Image
 from locdistill.config import BackboneConfig, HeadConfig, ModelConfig, NeckConfig, NMSConfig
 from locdistill.config import TestConfig as ModelTestConfig
 from locdistill.export import ExportableGFL, ExportParityError, export_onnx
-from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.detectors.gfl import GFL, build_gfl
 from locdistill.structures import ImageMeta
 
 ort = pytest.importorskip("onnxruntime")

@@ -10,9 +10,9 @@ import torchvision
 from locdistill.config import BackboneConfig, HeadConfig, ModelConfig, NeckConfig, NMSConfig
 from locdistill.config import TestConfig as ModelTestConfig
 from locdistill.export import ExportableGFL
-from locdistill.export_nms import ExportPostprocess, cluster_keep, pairwise_iou_diou
+from locdistill.export.nms import ExportPostprocess, cluster_keep, pairwise_iou_diou
 from locdistill.models.cluster_nms import score_voting_cluster_diou_nms
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from locdistill.ops.diou import diou_matrix
 from locdistill.structures import ImageMeta
 

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from locdistill.losses import distribution_focal_loss, giou_loss, kd_kl_div, quality_focal_loss, weight_reduce
-from locdistill.models.assigner import atss_assign
-from locdistill.models.assignment import build_assignment
-from locdistill.models.gfl_head import GFLHead, HeadOutputs
-from locdistill.models.gfl_loss import gfl_loss
+from locdistill.models.assigners.assignment import build_assignment
+from locdistill.models.assigners.atss import atss_assign
+from locdistill.models.heads.gfl import GFLHead
+from locdistill.models.heads.outputs import HeadOutputs
 from locdistill.models.integral import Integral
+from locdistill.models.losses.gfl import gfl_loss
 from locdistill.models.postprocess import PostProcessConfig, postprocess
-from locdistill.models.priors import multi_level_anchors, valid_flags
+from locdistill.models.priors.anchors import multi_level_anchors, valid_flags
 from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, distance2bbox
 from locdistill.structures import ImageMeta, Targets
 from tests.helpers import SHARED

@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 from locdistill.config import Config
-from locdistill.models.gfl import GFL
+from locdistill.models.detectors.gfl import GFL
 from locdistill.structures import ImageMeta
 
 
@@ -155,8 +155,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     (a config alone times random weights; a checkpoint alone uses the config stored in it)."""
     from locdistill.config import load_config
     from locdistill.engine.device import pick_device
+    from locdistill.models.build import build_detector
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
-    from locdistill.models.gfl import build_gfl
     from locdistill.utils.fuse import fuse_conv_bn
 
     overrides = getattr(args, "set", None) or []
@@ -166,7 +166,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     else:  # random weights: timing only
         cfg = load_config(args.config, overrides)
         cfg.model.backbone.pretrained = False
-        model = build_gfl(cfg.model).eval()
+        model = build_detector(cfg.model).eval()
     fused = fuse_conv_bn(model) if args.fuse_conv_bn else 0
     device = pick_device()
     model.to(device)

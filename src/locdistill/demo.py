@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from locdistill.config import Config, load_config
-from locdistill.models.gfl import GFL
+from locdistill.models.detectors.gfl import GFL
 
 logger = logging.getLogger(__name__)
 

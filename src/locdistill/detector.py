@@ -27,8 +27,8 @@ from torch import Tensor
 
 from locdistill.config import Config
 from locdistill.engine.predict import prepare_tensor
+from locdistill.models.detectors.gfl import GFL
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
-from locdistill.models.gfl import GFL
 from locdistill.structures import Detections
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Prediction:
 
 
 class Detector:
-    """A :class:`~locdistill.models.gfl.GFL` in eval mode with its config and class names.
+    """A :class:`~locdistill.models.detectors.gfl.GFL` in eval mode with its config and class names.
 
     Args:
         model: the detector.

@@ -12,7 +12,7 @@ import torch
 
 from locdistill.cli import main
 from locdistill.config import load_config, to_dict
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DATA = [  # 8 synthetic validation images of 128 px; keep the low scores of untrained models

@@ -318,7 +318,7 @@ def test_mmdet_checkpoint_converts_and_evaluates_with_test(
     """An mmdetection file (``state_dict`` in mmdetection's names + ``meta`` with pickled objects) is
     evaluated by ``locdistill test`` as it is, and after ``convert --from-mmdet``, with the same table."""
     from locdistill.config import load_config
-    from locdistill.models.gfl import build_gfl
+    from locdistill.models.detectors.gfl import build_gfl
     from tests.weights.test_mmdet_import import HistoryBuffer, to_mmdet_keys
 
     monkeypatch.chdir(ROOT)

@@ -16,7 +16,7 @@ from locdistill.cli.parser import build_parser
 from locdistill.cli.paths import looks_like_config, sort_paths
 from locdistill.config import dump_config, to_dict
 from locdistill.engine.checkpoint import save_checkpoint
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from tests.helpers import tiny_config
 from tests.weights.test_mmdet_import import HistoryBuffer, to_mmdet_keys
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from locdistill.models.detectors.gfl import GFL
 from locdistill.models.fpn import FPN
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import GFLHead
+from locdistill.models.heads.gfl import GFLHead
 from locdistill.structures import Batch, ImageMeta, Targets
 from tests.helpers import TinyBackbone
 

@@ -123,7 +123,7 @@ def test_crossing_at_the_fpn_runs_the_whole_teacher_head_without_a_leading_relu(
 def test_batch_statistics_from_per_image_sums() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 6, 5, 7, generator=g) * 3 + 1
-    from locdistill.models.gfl_head import TowerFeatures
+    from locdistill.models.heads.outputs import TowerFeatures
 
     sums = hold_sums(TowerFeatures([x], [2 * x], 1))[0]
     mean, std = batch_mean_std(sums, 35)

@@ -10,7 +10,7 @@ import pytest
 from locdistill.config import load_config
 from locdistill.distill.crosskd import CrossKD
 from locdistill.engine.teacher import resolve_teacher_config
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "src/locdistill/configs").rglob("*crosskd*.yaml"))
 

@@ -112,8 +112,8 @@ def test_official_mode_warns_above_three_images_per_gpu() -> None:
 
 
 def test_assignment_and_positives_are_computed_once_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
-    import locdistill.models.gfl as gfl_module
-    import locdistill.models.gfl_loss as gfl_loss_module
+    import locdistill.models.detectors.gfl as gfl_module
+    import locdistill.models.losses.gfl as gfl_loss_module
 
     calls = {"assign": 0, "positives": 0}
     real_assign, real_positives = gfl_module.GFL.assign, gfl_loss_module.positive_samples
@@ -141,7 +141,7 @@ def test_assignment_and_positives_are_computed_once_and_shared(monkeypatch: pyte
 
 
 def test_head_outputs_float_and_clone() -> None:
-    from locdistill.models.gfl_head import HeadOutputs
+    from locdistill.models.heads.outputs import HeadOutputs
 
     half = HeadOutputs([torch.ones(1, 2, 3, 3, dtype=torch.float16)], [torch.zeros(1, 4, 3, 3)])
     out = half.float()

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from locdistill.distill.regions import vlr_region
-from locdistill.models.assignment import build_assignment
-from locdistill.models.priors import multi_level_anchors
+from locdistill.models.assigners.assignment import build_assignment
+from locdistill.models.priors.anchors import multi_level_anchors
 from locdistill.ops.diou import anchor_gt_diou
 from locdistill.structures import ImageMeta, Targets
 

@@ -9,7 +9,7 @@ import pytest
 
 from locdistill.engine.checkpoint import save_checkpoint
 from locdistill.engine.evaluate import evaluate_checkpoint
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from tests.helpers import tiny_config
 
 

@@ -17,7 +17,7 @@ from locdistill.engine.performance import (
     compile_training_module,
     set_mkldnn_fp32_precision,
 )
-from locdistill.models.gfl import GFL
+from locdistill.models.detectors.gfl import GFL
 from locdistill.models.integral import Integral
 from locdistill.structures import Batch, ImageMeta, Targets
 from tests.helpers import tiny_gfl

@@ -17,7 +17,7 @@ from locdistill.cli import main
 from locdistill.config import load_config, to_dict
 from locdistill.engine.checkpoint import save_checkpoint
 from locdistill.engine.predict import collect_inputs, output_paths
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 
 TINY_YAML = """\
 model:

@@ -13,7 +13,7 @@ from locdistill.distill.distiller import Distiller
 from locdistill.engine.build import build_distiller
 from locdistill.engine.checkpoint import save_checkpoint
 from locdistill.engine.teacher import build_teacher, resolve_teacher_config
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from locdistill.utils.hashing import sha256_file
 from locdistill.weights import WeightsError
 from tests.helpers import tiny_config

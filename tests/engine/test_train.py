@@ -66,7 +66,7 @@ def test_distillation_run_trains_and_saves_only_the_student(tmp_path: Path) -> N
     assert set(ckpt["model"]) == set(load_checkpoint(teacher_ckpt)["model"])  # the student's own keys
     assert ckpt["meta"]["teacher_sha256"] == sha256_file(teacher_ckpt)
     assert ckpt["config"]["distill"]["teacher_checkpoint"] == str(teacher_ckpt)
-    from locdistill.models.gfl import build_gfl
+    from locdistill.models.detectors.gfl import build_gfl
 
     trainable = [p for p in build_gfl(student_cfg.model).parameters() if p.requires_grad]
     in_optimizer = sum(len(g["params"]) for g in ckpt["optimizer"]["param_groups"])

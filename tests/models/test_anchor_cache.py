@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from locdistill.models.assigner import atss_assign
-from locdistill.models.assignment import build_assignment
-from locdistill.models.priors import AnchorGrid, multi_level_anchors, valid_counts, valid_flags
+from locdistill.models.assigners.assignment import build_assignment
+from locdistill.models.assigners.atss import atss_assign
+from locdistill.models.priors.anchors import AnchorGrid, multi_level_anchors, valid_counts, valid_flags
 from locdistill.structures import ImageMeta, Targets, targets_look_valid
 from tests.helpers import tiny_gfl
 

@@ -10,8 +10,8 @@ import torch
 
 from locdistill.config import Config, ConfigError, dump_config, to_dict
 from locdistill.engine.checkpoint import save_checkpoint
+from locdistill.models.detectors.gfl import GFL, build_gfl
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
-from locdistill.models.gfl import GFL, build_gfl
 from locdistill.weights import WeightsError
 from tests.helpers import tiny_config
 

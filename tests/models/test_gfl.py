@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from locdistill.models.gfl_head import DGQP, GFLHead, joint_logit
-from locdistill.models.priors import level_anchors, valid_flags
+from locdistill.models.heads.gfl import DGQP, GFLHead, joint_logit
+from locdistill.models.priors.anchors import level_anchors, valid_flags
 from locdistill.structures import ImageMeta, Targets
 from tests.helpers import make_batch, tiny_gfl
 
@@ -42,7 +42,8 @@ def test_invalid_boxes_are_named() -> None:
 
 
 def _mean_positive_iou(model, batch) -> float:
-    from locdistill.models.gfl_loss import flatten_levels, positive_samples
+    from locdistill.models.heads.outputs import flatten_levels
+    from locdistill.models.losses.gfl import positive_samples
     from locdistill.ops.box_ops import bbox_overlaps
 
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from locdistill.models.gfl_head import GFLHead
+from locdistill.models.heads.gfl import GFLHead
 
 
 def _feats(seed: int = 0, channels: int = 16) -> list[torch.Tensor]:

@@ -47,7 +47,7 @@ import pytest
 import torch
 
 from locdistill.config import load_config
-from locdistill.models.gfl import build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 from locdistill.weights.mmdet_keys import convert_detector_state_dict
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src" / "locdistill" / "configs"

@@ -23,8 +23,8 @@ import torch
 
 from locdistill.cli import main
 from locdistill.config import BackboneConfig, Config, HeadConfig, ModelConfig, NeckConfig
+from locdistill.models.detectors.gfl import GFL, build_gfl
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
-from locdistill.models.gfl import GFL, build_gfl
 from locdistill.weights.mmdet_import import mmdet_class_names, mmdet_meta, restricted_load
 from locdistill.weights.restricted_pickle import Placeholder
 

@@ -18,7 +18,7 @@ from locdistill.engine.checkpoint import CheckpointError, load_checkpoint, save_
 from locdistill.utils.atomic_write import atomic_write
 from locdistill.weights import read_weights
 from locdistill.weights.mmdet_import import convert_mmdet_checkpoint
-from locdistill.weights_sniff import describe_unreadable
+from locdistill.weights.sniff import describe_unreadable
 
 LFS_POINTER = (
     "version https://git-lfs.github.com/spec/v1\n"

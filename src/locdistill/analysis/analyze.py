@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from locdistill.analysis.collect import REGIONS, Collected, collect
 from locdistill.analysis.edges import SIDES
 from locdistill.config import Config, load_config
-from locdistill.models.gfl import GFL
+from locdistill.models.detectors.gfl import GFL
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from locdistill.analysis import figures
     from locdistill.analysis.edges import plot_edge_distributions
     from locdistill.analysis.report import markdown, write_json
-    from locdistill.config_resolve import set_data_root
+    from locdistill.config.resolve import set_data_root
     from locdistill.data import build_dataset, build_test_loader, resolve_mean_std
 
     out = Path(args.out)

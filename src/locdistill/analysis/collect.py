@@ -25,8 +25,8 @@ from torch import Tensor
 
 from locdistill.analysis.edges import renormalize
 from locdistill.distill.regions import vlr_region
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_loss import flatten_levels
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.heads.outputs import flatten_levels
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch, Detections
 

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import HeadOutputs
+from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.heads.outputs import HeadOutputs
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch
 

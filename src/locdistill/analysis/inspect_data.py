@@ -211,7 +211,7 @@ def inspect(cfg: Config, out: Path | None, num_images: int = 4) -> dict[str, dic
 
 def run_inspect_data(args: argparse.Namespace) -> int:
     """Entry point of ``locdistill inspect-data`` (``args``: config, out, num_images, set, data_root)."""
-    from locdistill.config_resolve import set_data_root
+    from locdistill.config.resolve import set_data_root
 
     cfg = load_config(args.config, list(args.set or []))
     set_data_root(cfg, getattr(args, "data_root", None))

@@ -31,7 +31,7 @@ def _work_dir(args: argparse.Namespace, cfg: Config) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from locdistill.config import load_config
-    from locdistill.config_resolve import set_data_root
+    from locdistill.config.resolve import set_data_root
     from locdistill.engine.distributed import cleanup_distributed, is_main_process
     from locdistill.engine.tensorboard import require_tensorboard
     from locdistill.engine.train import train

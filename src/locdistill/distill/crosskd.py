@@ -34,10 +34,10 @@ from locdistill.distill.crosskd_loss import (
     crosskd_reg_loss,
     teacher_box_weights,
 )
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import GFLHead, HeadOutputs, TowerFeatures
-from locdistill.models.gfl_loss import flatten_levels
+from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.heads.gfl import GFLHead
+from locdistill.models.heads.outputs import HeadOutputs, TowerFeatures, flatten_levels
 from locdistill.models.integral import Integral
 from locdistill.ops.box_ops import box_centers
 from locdistill.utils.dist import reduce_mean
@@ -79,9 +79,7 @@ def batch_mean_std(sums: Tensor, pixels_per_image: int) -> tuple[Tensor, Tensor]
 
 
 @torch.inference_mode()
-def _teacher_forward(
-    teacher: GFL, images: Tensor, hold_depth: int | None, hold_relu: bool
-) -> TeacherResult:
+def _teacher_forward(teacher: GFL, images: Tensor, hold_depth: int | None, hold_relu: bool) -> TeacherResult:
     if hold_depth is None:
         return TeacherResult(teacher(images))
     tower = teacher.head.forward_tower(teacher.neck(teacher.backbone(images)), hold_depth, hold_relu)

@@ -12,7 +12,7 @@ The student's cross-head predictions (its tower features run through the frozen 
 * (optional) boxes: ``1 - GIoU`` between the boxes decoded from the cross-head and the teacher
   distributions, with the same weights, divided by their sum.
 
-Shapes: ``B`` images, ``A`` anchors of all levels (flattened as :func:`~locdistill.models.gfl_loss.
+Shapes: ``B`` images, ``A`` anchors of all levels (flattened as :func:`~locdistill.models.losses.gfl.
 flatten_levels`), ``C`` classes, ``R + 1`` bins.
 """
 

@@ -1,7 +1,7 @@
 """Teacher -> student wrapper used for training with LD.
 
-The teacher is a built and loaded :class:`~locdistill.models.gfl.GFL` (the engine reads its config and
-weights, :mod:`locdistill.engine.teacher`). It is kept in eval mode (also after ``.train()``), runs
+The teacher is a built and loaded :class:`~locdistill.models.detectors.gfl.GFL` (the engine reads its
+config and weights, :mod:`locdistill.engine.teacher`). It is kept in eval mode (also after ``.train()``), runs
 under ``torch.inference_mode`` on the very batch tensor the student sees, has no trainable parameters
 (so it is outside the optimizer), is listed for DDP to ignore (no gradient sync, no buffer broadcast),
 is dropped from ``state_dict()``, and still moves with ``.to()``.
@@ -23,10 +23,10 @@ from locdistill.distill.crosskd import CrossKD, TeacherResult, run_teacher
 from locdistill.distill.ld_loss import batch_scale, main_kd_loss, main_ld_loss, vlr_ld_loss
 from locdistill.distill.regions import vlr_region
 from locdistill.distill.teacher_cache import TeacherCache
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import HeadOutputs
-from locdistill.models.gfl_loss import PositiveSamples, flatten_levels
+from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
+from locdistill.models.losses.gfl import PositiveSamples
 from locdistill.structures import Batch
 
 

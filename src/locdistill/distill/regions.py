@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from locdistill.models.assignment import Assignment
+from locdistill.models.assigners.assignment import Assignment
 from locdistill.ops.diou import anchor_gt_diou
 from locdistill.structures import Targets
 

@@ -39,10 +39,9 @@ from torch import Tensor
 from locdistill.config import Config
 from locdistill.distill.crosskd import TeacherResult, teacher_depth
 from locdistill.distill.regions import vlr_region
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_head import HeadOutputs
-from locdistill.models.gfl_loss import flatten_levels
+from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
 from locdistill.structures import Batch, ImageMeta, Targets
 from locdistill.utils.dist import get_rank, get_world_size, is_distributed
 

@@ -15,7 +15,8 @@ from locdistill.data import build_dataset, build_test_loader, build_train_loader
 from locdistill.distill.distiller import Distiller
 from locdistill.distill.teacher_cache import build_teacher_cache
 from locdistill.engine.teacher import build_teacher
-from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.build import build_detector
+from locdistill.models.detectors.gfl import GFL
 from locdistill.structures import Batch
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class DetectorLoss(nn.Module):
 
 def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """``(student GFL, training module)``; the module is a Distiller when the config distils."""
-    model = build_gfl(cfg.model)
+    model = build_detector(cfg.model)
     if cfg.train.sync_bn and world_size > 1:
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

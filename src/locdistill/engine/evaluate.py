@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from locdistill.config import Config
-from locdistill.config_resolve import set_data_root
+from locdistill.config.resolve import set_data_root
 from locdistill.data import build_dataset, build_test_loader
 from locdistill.engine.device import amp_settings, pick_device
 from locdistill.engine.distributed import (

@@ -40,7 +40,7 @@ def set_mkldnn_fp32_precision(precision: MkldnnPrecision) -> MkldnnPrecision:
 def compile_detector(model: nn.Module, dynamic: bool | None = None) -> nn.Module:
     """``torch.compile`` a detector's ``forward`` in place (``nn.Module.compile``) and return it.
 
-    Only the network is compiled: a :class:`~locdistill.models.gfl.GFL`'s ``loss`` and ``predict``
+    Only the network is compiled: a :class:`~locdistill.models.detectors.gfl.GFL`'s ``loss`` and ``predict``
     are separate methods and stay eager. The module keeps its parameters and ``state_dict`` keys.
     """
     model.compile(dynamic=dynamic)

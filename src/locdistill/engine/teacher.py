@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from locdistill.config import Config
+from locdistill.models.detectors.gfl import GFL
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
-from locdistill.models.gfl import GFL
 from locdistill.utils.hashing import sha256_file
 
 logger = logging.getLogger(__name__)

@@ -1,1 +1,4 @@
-"""Detector parts: backbones, FPN, GFL head, priors, ATSS, post-processing and NMS."""
+"""Detector parts: ``backbones/``, ``fpn.py``, ``heads/``, ``priors/``, ``assigners/``, ``losses/`` (the
+families' objectives), ``detectors/`` (whole detectors and the dense-detector contract), ``build.py``
+(``build_detector``: the one dispatch on ``model.type``), post-processing, NMS and
+``from_checkpoint.py``."""

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from locdistill.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, to_dict
-from locdistill.models.gfl import GFL, build_gfl
+from locdistill.models.build import build_detector
+from locdistill.models.detectors.gfl import GFL
 from locdistill.weights import LoadReport, WeightsError, WeightsFile, load_weights, read_weights
 
 
@@ -140,7 +141,7 @@ def build_detector_from_checkpoint(
     file = read_weights(path)
     config, described = given if given is not None else stored_config(file, overrides)
     config.model.backbone.pretrained = False  # the checkpoint holds every weight
-    model = build_gfl(config.model)
+    model = build_detector(config.model)
     report = load_weights(
         model,
         file,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from locdistill.models.gfl_head import HeadOutputs
+from locdistill.models.heads.outputs import HeadOutputs
 from locdistill.models.integral import Integral
 from locdistill.models.nms import multiclass_nms
 from locdistill.ops.box_ops import box_centers, distance2bbox

@@ -27,7 +27,7 @@ def convert_head_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def convert_detector_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-    """A whole mmdetection GFL/LD detector state dict -> :class:`~locdistill.models.gfl.GFL` keys.
+    """A whole mmdetection GFL/LD detector state dict -> :class:`~locdistill.models.detectors.gfl.GFL` keys.
 
     Returns:
         ``(converted, skipped)``: keys that could not be placed (e.g. an LD checkpoint's

@@ -12,7 +12,7 @@ Supported files and what :func:`read_weights` makes of them (``WeightsFile.forma
   names. Any other file that ``weights_only`` refuses is refused.
 
 A file that cannot be read raises :class:`~locdistill.weights.errors.WeightsError` with one line that
-says what the file is (:func:`locdistill.weights_sniff.describe_unreadable`).
+says what the file is (:func:`locdistill.weights.sniff.describe_unreadable`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from locdistill.weights.mmdet_import import (
     restricted_load,
 )
 from locdistill.weights.restricted_pickle import UnsafeCheckpointError
-from locdistill.weights_sniff import describe_unreadable
+from locdistill.weights.sniff import describe_unreadable
 
 SAFETENSORS_SUFFIX = ".safetensors"
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 
 from locdistill.weights.errors import WeightsError
-from locdistill.weights_sniff import describe_unreadable
+from locdistill.weights.sniff import describe_unreadable
 
 DEFAULT_MAX_STORAGE_BYTES = 8 << 30
 """Default cap on the bytes of all tensor storages of one file (8 GiB; a GFL X101-DCN is ~0.4 GiB)."""
@@ -318,7 +318,7 @@ def restricted_load(path: str | Path, max_storage_bytes: int = DEFAULT_MAX_STORA
 
     Raises:
         ValueError: naming ``path`` and what it is, when it is no torch checkpoint (see
-            :func:`locdistill.weights_sniff.describe_unreadable`).
+            :func:`locdistill.weights.sniff.describe_unreadable`).
         UnsafeCheckpointError: naming ``path``, when the pickle does what a weights file never does or
             its tensors pass ``max_storage_bytes``.
     """

@@ -11,8 +11,8 @@ Keys read (others, e.g. ``download``, are ignored)::
     nc: 80                        # optional; must equal the number of names
 
 Labels are found the YOLO way (``.../images/x.jpg`` -> ``.../labels/x.txt``); see :mod:`locdistill.data.yolo`.
-This module is part of config loading (:mod:`locdistill.config_resolve` turns ``data.ultralytics`` into
-YOLO-format splits); every problem is a :class:`~locdistill.config_validation.ConfigError`.
+This module is part of config loading (:mod:`locdistill.config.resolve` turns ``data.ultralytics`` into
+YOLO-format splits); every problem is a :class:`~locdistill.config.validation.ConfigError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from locdistill.config_validation import ConfigError
+from locdistill.config.validation import ConfigError
 
 SPLITS = ("train", "val", "test")
 

@@ -17,14 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.config import ModelConfig
-from locdistill.models.assignment import Assignment, build_assignment
+from locdistill.models.assigners.assignment import Assignment, build_assignment
 from locdistill.models.backbones import build_backbone
 from locdistill.models.fpn import FPN
-from locdistill.models.gfl_head import GFLHead, HeadOutputs
-from locdistill.models.gfl_loss import PositiveSamples, flatten_levels, gfl_loss, positive_samples
+from locdistill.models.heads.gfl import GFLHead
+from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
 from locdistill.models.integral import Integral
+from locdistill.models.losses.gfl import PositiveSamples, gfl_loss, positive_samples
 from locdistill.models.postprocess import PostProcessConfig, postprocess
-from locdistill.models.priors import AnchorGrid
+from locdistill.models.priors.anchors import AnchorGrid
 from locdistill.structures import Detections, ImageMeta, Targets, check_targets, targets_look_valid
 
 
@@ -149,7 +150,7 @@ class GFL(nn.Module):
     def loss_per_level(
         self, outputs: HeadOutputs, assignment: Assignment, positives: PositiveSamples | None = None
     ) -> dict[str, Tensor]:
-        """The per-level values of :func:`locdistill.models.gfl_loss.gfl_loss`."""
+        """The per-level values of :func:`locdistill.models.losses.gfl.gfl_loss`."""
         return gfl_loss(
             outputs.float(),
             assignment,

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from locdistill.config_validation import ConfigError
-from locdistill.config_yaml import parse_yaml
+from locdistill.config.validation import ConfigError
+from locdistill.config.yaml_io import parse_yaml
 
 ENV_PATTERN = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,([^}]*))?\}")
 
@@ -95,7 +95,7 @@ def _sets_num_classes(config_file: Path, overrides: list[str]) -> bool:
 
 def expand_ultralytics(raw: dict[str, Any], config_file: Path, overrides: list[str]) -> None:
     """Fill the splits of ``raw`` (merged, not yet validated) from its ``data.ultralytics`` file."""
-    from locdistill.config_ultralytics import read_data_yaml
+    from locdistill.config.ultralytics import read_data_yaml
 
     data = raw.get("data") if isinstance(raw.get("data"), dict) else None
     if not data or not data.get("ultralytics"):

@@ -3,7 +3,7 @@
 PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent (``5.0e-4``): ``5e-4``,
 ``1E3`` and ``1e-3`` come back as strings, which a float field then rejects. :func:`parse_yaml` reads
 them as numbers, in config files and in ``--set`` values alike. Used by :mod:`locdistill.config` and
-:mod:`locdistill.config_resolve`.
+:mod:`locdistill.config.resolve`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from locdistill.config_validation import ConfigError
+from locdistill.config.validation import ConfigError
 
 
 class _Loader(yaml.SafeLoader):

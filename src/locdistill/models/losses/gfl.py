@@ -16,21 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from locdistill.losses import distribution_focal_loss, giou_loss, quality_focal_loss
 from locdistill.losses.reduce import EPS32
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl_head import HeadOutputs
+from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
 from locdistill.models.integral import Integral
 from locdistill.ops.box_ops import bbox2distance, bbox_overlaps, box_centers, distance2bbox
 from locdistill.utils.dist import reduce_mean
-
-
-def flatten_levels(maps: list[Tensor]) -> Tensor:
-    """Per-level ``[B, K, H_l, W_l]`` -> ``[B, sum_l H_l*W_l, K]`` (row-major per level, levels in order)."""
-    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]) for m in maps], dim=1)
 
 
 @dataclass
@@ -98,7 +92,7 @@ def gfl_loss(
 
     Args:
         outputs: raw head outputs (float32).
-        assignment: from :func:`locdistill.models.assignment.build_assignment` on the same batch.
+        assignment: from :func:`locdistill.models.assigners.assignment.build_assignment` on the same batch.
         integral: the head's :class:`Integral`.
         positives: :func:`positive_samples` of these outputs, when the caller has them already (the
             Distiller shares them with LD), else computed here.

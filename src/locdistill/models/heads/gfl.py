@@ -1,54 +1,16 @@
-"""The GFL head: layers and forward only (assignment, losses and decoding live elsewhere)."""
+"""The GFL head (v1, and v2 with DGQP): layers and forward only (assignment, losses and decoding live
+elsewhere)."""
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from locdistill.models.heads.outputs import HeadOutputs, TowerFeatures
 from locdistill.models.layers import ConvNorm, Scale
-
-
-class HeadOutputs(NamedTuple):
-    """Raw per-level head outputs (levels from stride 8 upward).
-
-    Attributes:
-        cls_scores: ``[B, C, H_l, W_l]`` class logits (sigmoid). For GFL v2 this is the logit of the
-            joint score ``sigmoid(cls) * quality``.
-        bbox_preds: ``[B, 4*(reg_max+1), H_l, W_l]`` distribution logits, side-major
-            (``channel = side*(reg_max+1) + bin``, sides left, top, right, bottom), already multiplied
-            by the level's learnable scale.
-    """
-
-    cls_scores: list[Tensor]
-    bbox_preds: list[Tensor]
-
-    def float(self) -> HeadOutputs:
-        """The outputs in float32 (the losses and the decoding run in float32 also under autocast);
-        float32 tensors are returned as they are, not copied."""
-        return HeadOutputs([c.float() for c in self.cls_scores], [r.float() for r in self.bbox_preds])
-
-    def clone(self) -> HeadOutputs:
-        """Copies of every tensor (e.g. to use outputs made under ``torch.inference_mode`` in autograd)."""
-        return HeadOutputs([c.clone() for c in self.cls_scores], [r.clone() for r in self.bbox_preds])
-
-
-class TowerFeatures(NamedTuple):
-    """Per-level tower features at one depth of the head (CrossKD's crossing point).
-
-    Attributes:
-        cls_feats, reg_feats: ``[B, F, H_l, W_l]`` per level: the output of tower conv ``depth - 1``
-            of the class / box tower after its ReLU (or before it, conv -> GroupNorm, with
-            ``forward_tower(..., relu_last=False)``), or the FPN map itself at depth 0.
-        depth: how many tower convs produced them (0 = none).
-    """
-
-    cls_feats: list[Tensor]
-    reg_feats: list[Tensor]
-    depth: int
 
 
 class DGQP(nn.Module):
@@ -188,7 +150,8 @@ class GFLHead(nn.Module):
 
     def forward_from(self, tower: TowerFeatures) -> HeadOutputs:
         """Finish the head from :class:`TowerFeatures` of depth ``k``: ReLU (when ``k > 0``; a no-op on
-        features already rectified), tower convs ``k..stacked_convs-1``, the output convs, each level's :class:`Scale` and (v2) the DGQP."""
+        features already rectified), tower convs ``k..stacked_convs-1``, the output convs, each level's
+        :class:`Scale` and (v2) the DGQP."""
         k = tower.depth
         if not 0 <= k <= self.stacked_convs:
             raise ValueError(f"tower depth {k} is outside 0..{self.stacked_convs} (the head's convs)")

@@ -8,7 +8,7 @@ The graph takes ``images [B, 3, H, W]`` (RGB in [0, 1] units, normalised with th
 * with NMS: ``boxes [B, D, 4]``, ``scores [B, D]``, ``labels [B, D]`` (int64, ``-1`` in padding) and
   ``num_dets [B]``, ``D = max_per_img``: ``model.test`` post-processing with the configured
   ``model.test.nms.type`` (class-aware NMS or Score-voting Cluster-DIoU-NMS) in fixed-shape matrix form
-  (:mod:`locdistill.export_nms`); boxes in input pixels (divide by the resize factor yourself).
+  (:mod:`locdistill.export.nms`); boxes in input pixels (divide by the resize factor yourself).
 
 The file's metadata (``metadata_props``) holds the class names, mean/std, input size and the test
 settings as JSON. When onnxruntime is installed the export is checked before the file is written:
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from locdistill.export_nms import ExportPostprocess, decode
-from locdistill.models.gfl import GFL
-from locdistill.models.gfl_loss import flatten_levels
+from locdistill.export.nms import ExportPostprocess, decode
+from locdistill.models.detectors.gfl import GFL
+from locdistill.models.heads.outputs import flatten_levels
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta
 from locdistill.utils.atomic_write import atomic_write
@@ -50,7 +50,7 @@ class ExportableGFL(nn.Module):
         model: the detector (eval mode).
         img_size: ``(H, W)`` of the exported input, multiples of 32.
         with_nms: include ``model.test`` post-processing with its NMS type.
-        nms_topk / nms_iters: see :class:`locdistill.export_nms.ExportPostprocess`.
+        nms_topk / nms_iters: see :class:`locdistill.export.nms.ExportPostprocess`.
     """
 
     centers: Tensor

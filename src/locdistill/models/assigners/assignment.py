@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from locdistill.models.assigner import AssignResult, atss_assign
-from locdistill.models.priors import AnchorGrid
+from locdistill.models.assigners.atss import AssignResult, atss_assign
+from locdistill.models.priors.anchors import AnchorGrid
 from locdistill.structures import ImageMeta, Targets
 
 

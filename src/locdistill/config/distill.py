@@ -32,16 +32,16 @@ class CrossKDConfig:
     """CrossKD (Wang et al., CVPR 2024): the student's head features cross into the frozen teacher head.
 
     The student's tower features after its first ``layer`` convs (after that conv's ReLU as the authors'
-    code computes it, ``hold: post_relu``; ``hold: pre_relu`` crosses before that ReLU, a variant that
-    an earlier reading of their code gave; the FPN maps at 0) are standardised per channel and re-scaled to the teacher's features at ``teacher_layer``
-    (default ``layer``), then run through the teacher's remaining tower convs and output convs. The
-    resulting cross-head predictions are distilled to the teacher's own: ``cls_weight`` x KD quality
-    focal loss (target the teacher's sigmoid, exponent ``cls_beta``) at every valid anchor, and
-    ``reg_weight`` x KL (temperature ``reg_temperature``, summed over bins) of the edge distributions
-    weighted by the teacher's max class score; ``bbox_weight`` > 0 adds GIoU between the decoded boxes
-    (the authors' later configs: reg 3 + bbox 2; the published GFL row: reg 4, no GIoU).
-    ``adapter``: a learned 1x1 conv per tower when the student's and teacher's widths differ there.
-    """
+    code computes it, ``hold: post_relu``; ``hold: pre_relu`` crosses before that ReLU, a variant that an
+    earlier reading of their code gave; the FPN maps at 0) are standardised per channel and re-scaled to
+    the teacher's features at ``teacher_layer`` (default ``layer``), then run through the teacher's
+    remaining tower convs and output convs. The resulting cross-head predictions are distilled to the
+    teacher's own: ``cls_weight`` x KD quality focal loss (target the teacher's sigmoid, exponent
+    ``cls_beta``) at every valid anchor, and ``reg_weight`` x KL (temperature ``reg_temperature``, summed
+    over bins) of the edge distributions weighted by the teacher's max class score; ``bbox_weight`` > 0
+    adds GIoU between the decoded boxes (the authors' later configs: reg 3 + bbox 2; the published GFL
+    row: reg 4, no GIoU). ``adapter``: a learned 1x1 conv per tower when the student's and teacher's
+    widths differ there."""
 
     enabled: bool = False
     layer: int = 3

@@ -1,0 +1,27 @@
+"""``build_detector``: the one place that turns a model config into a detector, by its family.
+
+``model.type`` selects the family with an explicit ``if`` chain (no registry); each branch calls that
+family's own builder, the only reader of the rest of the model config::
+
+    model = build_detector(cfg.model)        # a DenseDetector: GFL, ...
+
+Adding a family: its detector class (implementing :class:`~locdistill.models.detectors.base.DenseDetector`)
+and builder, a ``model.type`` value in :data:`locdistill.config.schema.MODEL_TYPES` and the schema's
+``Literal``, and one branch here.
+"""
+
+from __future__ import annotations
+
+from locdistill.config import ModelConfig
+from locdistill.models.detectors.gfl import GFL, build_gfl
+
+
+def build_detector(cfg: ModelConfig) -> GFL:
+    """The detector of ``cfg.type`` built from ``cfg`` (backbone pretrained weights as configured).
+
+    Raises:
+        ValueError: an unknown ``model.type`` (the config's validation refuses it first).
+    """
+    if cfg.type == "gfl":
+        return build_gfl(cfg)
+    raise ValueError(f"model.type: unknown detector family {cfg.type!r}")

@@ -1,0 +1,2 @@
+"""Whole detectors: backbone -> FPN -> head with ``assign``, ``loss`` and ``predict`` (``gfl.py``: GFL
+v1/v2)."""
