@@ -15,15 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from locdistill.models.anchor_generator import base_anchors, multi_level_grid_anchors, multi_level_valid_flags
 from locdistill.models.assigners.fcos_targets import (
     DEFAULT_REGRESS_RANGES,
     fcos_targets,
     level_ranges_and_radii,
 )
 from locdistill.models.assigners.max_iou import max_iou_assign
-from locdistill.models.point_generator import multi_level_points
-from locdistill.models.priors import multi_level_anchors, valid_flags
+from locdistill.models.priors.anchors import multi_level_anchors, valid_flags
+from locdistill.models.priors.multi_anchors import (
+    base_anchors,
+    multi_level_grid_anchors,
+    multi_level_valid_flags,
+)
+from locdistill.models.priors.points import multi_level_points
 
 REFS = Path(__file__).resolve().parents[1] / "refs" / "mmdet_families"
 STRIDES = [8, 16, 32, 64, 128]

@@ -1,6 +1,6 @@
 """Batch assignments of the non-GFL families: MaxIoU over multi-anchor grids (RetinaGFL) and FCOS
-points. Both give a :class:`~locdistill.models.assignment.Assignment` (ATSS-GFL uses
-:func:`~locdistill.models.assignment.build_assignment` as GFL does).
+points. Both give a :class:`~locdistill.models.assigners.assignment.Assignment` (ATSS-GFL uses
+:func:`~locdistill.models.assigners.assignment.build_assignment` as GFL does).
 
 Anchors outside an image's own padded area are removed before assignment and filled back as background
 with label weight 0 (mmdetection's ``valid_flags`` / ``unmap``); FCOS uses every point.
@@ -13,17 +13,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from locdistill.models.anchor_generator import multi_level_grid_anchors, multi_level_valid_flags
+from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.fcos_targets import fcos_targets, level_ranges_and_radii
 from locdistill.models.assigners.max_iou import max_iou_assign
-from locdistill.models.assignment import Assignment
-from locdistill.models.priors import AnchorGrid, ValidAnchors
+from locdistill.models.priors.anchors import AnchorGrid, ValidAnchors
+from locdistill.models.priors.multi_anchors import multi_level_grid_anchors, multi_level_valid_flags
 from locdistill.structures import ImageMeta, Targets
 
 
 class MultiAnchorGrid(AnchorGrid):
-    """An :class:`~locdistill.models.priors.AnchorGrid` with ``A`` anchors per location
-    (:mod:`locdistill.models.anchor_generator` order)."""
+    """An :class:`~locdistill.models.priors.anchors.AnchorGrid` with ``A`` anchors per location
+    (:mod:`locdistill.models.priors.multi_anchors` order)."""
 
     def __init__(
         self,
@@ -117,7 +117,7 @@ def build_max_iou_assignment(
 
 @dataclass
 class PointAssignment(Assignment):
-    """An :class:`~locdistill.models.assignment.Assignment` of FCOS points. ``anchors`` holds each
+    """An :class:`~locdistill.models.assigners.assignment.Assignment` of FCOS points. ``anchors`` holds each
     point ``(x, y)`` as the zero-size box ``(x, y, x, y)`` (so its centre is the point);
     ``num_total_pos`` is the plain positive count; ``per_image`` is empty.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from locdistill.models.assigner import AssignResult
+from locdistill.models.assigners.atss import AssignResult
 from locdistill.ops.box_ops import bbox_overlaps
 
 
@@ -37,7 +37,7 @@ def max_iou_assign(
         anchors: ``[A, 4]`` pixels; gt_boxes: ``[G, 4]`` pixels; gt_labels: ``[G]``.
 
     Returns:
-        :class:`~locdistill.models.assigner.AssignResult` with ``gt_inds`` (0 negative, ``k >= 1`` the
+        :class:`~locdistill.models.assigners.atss.AssignResult` with ``gt_inds`` (0 negative, ``k >= 1`` the
         1-based GT, -1 ignored), ``max_overlaps`` (every anchor's best IoU over the GTs, 0 without GTs),
         ``labels`` (the GT label at positives, -1 elsewhere), ``overlaps`` ``[A, G]`` and
         ``iou_thr_per_gt`` = ``pos_iou_thr`` for every GT (MaxIoU has no per-GT threshold; the

@@ -20,11 +20,11 @@ from torch import Tensor
 from locdistill.losses.focal import sigmoid_focal_loss
 from locdistill.losses.giou import giou_loss
 from locdistill.losses.reduce import EPS32
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl_loss import PositiveSamples, positive_samples
+from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.integral import Integral
 from locdistill.models.losses.common import flatten_priors, level_sum, positive_centerness
+from locdistill.models.losses.gfl import PositiveSamples, positive_samples
 from locdistill.utils.dist import reduce_mean
 
 

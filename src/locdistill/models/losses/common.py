@@ -5,15 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.centerness import centerness_target, point_box_distances
-from locdistill.models.assignment import Assignment
-from locdistill.models.gfl_loss import PositiveSamples
+from locdistill.models.losses.gfl import PositiveSamples
 from locdistill.ops.box_ops import box_centers
 
 
 def flatten_priors(maps: list[Tensor], k: int) -> Tensor:
     """Per-level ``[B, A*k, H_l, W_l]`` (anchor-major channels) -> ``[B, sum_l H_l*W_l*A, k]``, priors in
-    the order of :mod:`locdistill.models.anchor_generator` (location-major, anchors of a location
+    the order of :mod:`locdistill.models.priors.multi_anchors` (location-major, anchors of a location
     consecutive), levels concatenated."""
     return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, k) for m in maps], dim=1)
 

@@ -3,7 +3,7 @@
 The point of cell ``(row y, col x)`` on a level of stride ``s`` is ``(x*s + s//2, y*s + s//2)`` (the LD
 code's ``_get_points_single``; mmdetection 3's ``MlvlPointGenerator(offset=0.5)`` gives the same values
 for even strides). Anchor heads measure from the cell *corner* ``(x*s, y*s)`` instead
-(:mod:`locdistill.models.anchor_generator`): the two must not share a "prior centre" helper.
+(:mod:`locdistill.models.priors.multi_anchors`): the two must not share a "prior centre" helper.
 Points are ordered row-major per level, levels from stride 8 upward.
 """
 

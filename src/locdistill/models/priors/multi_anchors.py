@@ -8,7 +8,7 @@ centre is the cell's top-left corner (``center_offset=0``), not its centre. Anch
 ordered location-major (row-major, x fastest) with the ``A`` anchors of a location consecutive, which is
 ``tensor.permute(0, 2, 3, 1).reshape(-1, K)`` of a head output with ``A*K`` anchor-major channels.
 
-With one ratio ``[1]`` and one scale this is exactly :func:`locdistill.models.priors.level_anchors`.
+With one ratio ``[1]`` and one scale this is exactly :func:`locdistill.models.priors.anchors.level_anchors`.
 """
 
 from __future__ import annotations
