@@ -21,6 +21,7 @@ from locdistill.models.assigners.fcos_targets import (
     level_ranges_and_radii,
 )
 from locdistill.models.assigners.max_iou import max_iou_assign
+from locdistill.models.fpn import FPN
 from locdistill.models.priors.anchors import multi_level_anchors, valid_flags
 from locdistill.models.priors.multi_anchors import (
     base_anchors,
@@ -108,3 +109,29 @@ def test_fcos_targets(assign_ref: dict, case: str) -> None:
     assert torch.equal(t.labels, c["fcos_labels"].long())
     pos = t.gt_index >= 0
     torch.testing.assert_close(t.distances[pos], c["fcos_bbox_targets"][pos], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------- FPN
+@pytest.mark.parametrize(
+    ("variant", "source", "relu"),
+    [
+        ("retina_on_input", "on_input", False),
+        ("atss_on_output", "on_output", False),
+        ("fcos_on_output_relu", "on_output", True),
+    ],
+)
+def test_fpn_extra_levels(variant: str, source: str, relu: bool) -> None:
+    """mmdetection's FPN with the family's extra-level flags, same weights: same P3-P7. Tolerance: the
+    maps are sums of up to 9*32 float32 products per conv over five stacked convs; different kernels
+    (mmdetection's own outputs move ~7e-4 between AVX2 and AVX-512 machines) reorder them, so 1e-4 of
+    the map's scale is allowed, far below any wiring error (a missing ReLU or a wrong P6 source
+    changes P6/P7 by O(1) of their scale)."""
+    ref = load("fpn")
+    v = ref["variants"][variant]
+    fpn = FPN(ref["in_channels"], ref["out_channels"], 5, source, relu)  # type: ignore[arg-type]
+    fpn.load_state_dict(v["state_dict"])
+    with torch.no_grad():
+        outs = fpn(ref["inputs"])
+    for ours, theirs in zip(outs, v["outputs"]):
+        scale = float(theirs.abs().max())
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * scale)
