@@ -13,10 +13,12 @@ and builder, a ``model.type`` value in :data:`locdistill.config.schema.MODEL_TYP
 from __future__ import annotations
 
 from locdistill.config import ModelConfig
+from locdistill.models.detectors.family import FamilyDetector
+from locdistill.models.detectors.family_build import build_family
 from locdistill.models.detectors.gfl import GFL, build_gfl
 
 
-def build_detector(cfg: ModelConfig) -> GFL:
+def build_detector(cfg: ModelConfig) -> GFL | FamilyDetector:
     """The detector of ``cfg.type`` built from ``cfg`` (backbone pretrained weights as configured).
 
     Raises:
@@ -24,4 +26,6 @@ def build_detector(cfg: ModelConfig) -> GFL:
     """
     if cfg.type == "gfl":
         return build_gfl(cfg)
+    if cfg.type in ("retina_gfl", "atss_gfl", "fcos_gfl"):
+        return build_family(cfg)
     raise ValueError(f"model.type: unknown detector family {cfg.type!r}")
