@@ -177,7 +177,8 @@ class OptimConfig:
     """SGD with linear warm-up and step decay. ``lr`` is stated for a total batch of 16 and scaled by
     the seed's rule ``lr = total_batch / 16 * lr`` at run time. ``implementation``: PyTorch's SGD
     kernels (``auto``: fused on CPU and CUDA; ``for-loop``, ``foreach`` or ``fused``; the same updates
-    to float32 rounding, see ``engine/optim.py``)."""
+    to float32 rounding, see ``engine/optim.py``). ``bias_lr_mult`` / ``bias_decay_mult``: lr and weight
+    decay factors for the biases of non-normalisation layers (mmcv ``paramwise_cfg``; FCOS: 2 and 0)."""
 
     lr: float = 0.01
     momentum: float = 0.9
@@ -189,6 +190,8 @@ class OptimConfig:
     grad_clip: float | None = None
     scale_lr: bool = True
     implementation: Literal["auto", "for-loop", "foreach", "fused"] = "auto"
+    bias_lr_mult: float = 1.0
+    bias_decay_mult: float = 1.0
 
 
 @dataclass
