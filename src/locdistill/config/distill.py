@@ -83,3 +83,7 @@ class DistillConfig:
     cache: str = ""
     cache_dtype: Literal["float16", "float32"] = "float16"
     cache_anchors: Literal["all", "needed"] = "all"
+    ld_rows: Literal["auto", "joint", "edge"] = "auto"
+    """Rows of the LD softmax (retina_gfl / atss_gfl / fcos_gfl students): ``auto`` is the original's
+    (RetinaGFL one ``4*(R+1)``-way row per anchor, the others one ``R+1``-way row per edge); ``joint`` or
+    ``edge`` force one (docs/families.md). GFL students always use per-edge rows."""
