@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from locdistill.export.family import ExportableFamily
 from locdistill.export.nms import ExportPostprocess, decode
+from locdistill.models.detectors.family import FamilyDetector
 from locdistill.models.detectors.gfl import GFL
-from locdistill.models.heads.outputs import flatten_levels
+from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta
 from locdistill.utils.atomic_write import atomic_write
@@ -92,6 +94,10 @@ class ExportableGFL(nn.Module):
                 nms_iters=nms_iters,
             )
 
+    def raw_scores(self, out: HeadOutputs) -> Tensor:
+        """The per-anchor scores of the NMS-free graph, computed in PyTorch (for the parity check)."""
+        return flatten_levels(out.cls_scores).sigmoid()
+
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         out = self.model(images)
         scores = flatten_levels(out.cls_scores).sigmoid()
@@ -104,7 +110,7 @@ class ExportableGFL(nn.Module):
 
 
 def export_onnx(
-    model: GFL,
+    model: GFL | FamilyDetector,
     out: str | Path,
     img_size: tuple[int, int],
     with_nms: bool = False,
@@ -128,7 +134,11 @@ def export_onnx(
     if h % 32 or w % 32:
         raise ValueError(f"--img-size must be multiples of 32, got {h}x{w}")
     model = model.eval()
-    wrapper = ExportableGFL(model, (h, w), with_nms, nms_topk=nms_topk, nms_iters=nms_iters).eval()
+    wrapper: ExportableGFL | ExportableFamily
+    if isinstance(model, FamilyDetector):
+        wrapper = ExportableFamily(model, (h, w), with_nms, nms_topk=nms_topk, nms_iters=nms_iters).eval()
+    else:
+        wrapper = ExportableGFL(model, (h, w), with_nms, nms_topk=nms_topk, nms_iters=nms_iters).eval()
     names = ["boxes", "scores", "labels", "num_dets"] if with_nms else ["boxes", "scores"]
     num_classes = int(model.num_classes)  # type: ignore[arg-type]
     names_meta = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
@@ -155,7 +165,7 @@ def export_onnx(
 
 
 def _metadata(
-    model: GFL, img_size: tuple[int, int], class_names: list[str], with_nms: bool
+    model: GFL | FamilyDetector, img_size: tuple[int, int], class_names: list[str], with_nms: bool
 ) -> dict[str, str]:
     cfg = model.test_cfg
     test = {
@@ -194,7 +204,7 @@ def _add_metadata(path: str, metadata: dict[str, str]) -> None:
     onnx.save(proto, path)
 
 
-def _check_input(model: GFL, img_size: tuple[int, int], batch: int = 2) -> Tensor:
+def _check_input(model: GFL | FamilyDetector, img_size: tuple[int, int], batch: int = 2) -> Tensor:
     """A deterministic, image-like batch: smooth random colour blobs, normalised like the model's input."""
     g = torch.Generator().manual_seed(0)
     h, w = img_size
@@ -206,7 +216,11 @@ def _check_input(model: GFL, img_size: tuple[int, int], batch: int = 2) -> Tenso
 
 
 def parity_check(
-    path: str | Path, model: GFL, wrapper: ExportableGFL, required: bool = False, images: Tensor | None = None
+    path: str | Path,
+    model: GFL | FamilyDetector,
+    wrapper: ExportableGFL | ExportableFamily,
+    required: bool = False,
+    images: Tensor | None = None,
 ) -> dict[str, float] | None:
     """Run the ONNX file with onnxruntime and compare it with PyTorch on ``images`` (default: a
     two-image check batch). Without NMS: ``scores`` against the sigmoid of the raw class outputs and
@@ -232,7 +246,7 @@ def parity_check(
         expected = wrapper(x)
     diffs: dict[str, float] = {}
     if wrapper.post is None:
-        scores = flatten_levels(raw.cls_scores).sigmoid().numpy()
+        scores = wrapper.raw_scores(raw).numpy()  # type: ignore[arg-type]
         _compare("scores (sigmoid of the raw class outputs)", got[1], scores, 1e-4, 1e-3, diffs)
         _compare("boxes (decoded raw box outputs)", got[0], expected[0].numpy(), 1e-2, 1e-4, diffs)
         return diffs

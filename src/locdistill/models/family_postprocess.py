@@ -7,7 +7,9 @@
 2. decode ``Integral * stride`` from the prior centre (the anchor centre, or the FCOS point), clip to
    ``img_shape``; concatenate the levels; divide by ``scale_factor`` when rescaling;
 3. keep the (prior, class) pairs with ``sigmoid(cls) > score_thr`` (the raw class score, before the
-   centerness), score them ``sigmoid(cls) * sigmoid(ctr)``, class-aware NMS, keep ``max_per_img``.
+   centerness), score them ``sigmoid(cls) * sigmoid(ctr)``, drop boxes of zero width or height (clipping
+   can collapse them; the original keeps them, harmless as they overlap nothing, but mmdetection 3 and
+   the ONNX graph drop them), class-aware NMS, keep ``max_per_img``.
 
 ``mmdet3`` (mmdetection 3's ``BaseDenseHead``), per image: per level keep the pairs with
 ``sigmoid(cls) > score_thr``, the top ``nms_pre`` *pairs* by ``sigmoid(cls)``; decode and clip; concatenate;
@@ -102,8 +104,8 @@ def family_postprocess(
             boxes, scores = boxes[prior], cls[keep] * factors[prior]
         else:
             scores, labels = torch.cat(scores_l) * factors, torch.cat(labels_l)
-            nonzero = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
-            boxes, scores, labels = boxes[nonzero], scores[nonzero], labels[nonzero]
+        nonzero = (boxes[:, 2] - boxes[:, 0] > 0) & (boxes[:, 3] - boxes[:, 1] > 0)
+        boxes, scores, labels = boxes[nonzero], scores[nonzero], labels[nonzero]
         if cfg.nms_type is not None and boxes.numel() > 0:
             boxes, scores, labels = multiclass_nms(
                 boxes, scores, labels, cfg.nms_type, cfg.iou_threshold, cfg.max_per_img
