@@ -9,7 +9,8 @@ import torch
 
 from locdistill.config import DistillConfig, LDTermConfig, VLRConfig
 from locdistill.distill.family_ld import default_rows, family_ld_losses
-from locdistill.distill.family_regions import atss_alpha, inside_gt_region, retina_vlr_region
+from locdistill.distill.family_regions import inside_gt_region, retina_vlr_region
+from locdistill.models.assigners.atss_threshold import atss_threshold
 from locdistill.models.assigners.batch import (
     MultiAnchorGrid,
     build_max_iou_assignment,
@@ -132,8 +133,9 @@ def test_retina_vlr_excludes_positives_and_weighs_by_iou() -> None:
     iou = bbox_overlaps(grid.anchors, targets[0].boxes)[:, 0]
     torch.testing.assert_close(region[0][inside[0]], iou[inside[0]])
     # the VLR band: alpha_low * alpha <= IoF-DIoU < alpha with the ATSS-style alpha of the 9 nearest
-    alpha = atss_alpha(grid.anchors, grid.num_level_anchors, targets[0].boxes, iou[:, None], 9)
+    alpha = atss_threshold(grid.anchors, grid.num_level_anchors, targets[0].boxes, iou[:, None], 9)
     assert 0 < float(alpha) < 1
+    torch.testing.assert_close(a.per_image[0].iou_thr_per_gt, alpha)
 
 
 def test_retina_vlr_without_gt_is_empty() -> None:

@@ -20,31 +20,8 @@ from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.batch import PointAssignment
-from locdistill.ops.box_ops import box_centers
 from locdistill.ops.diou import anchor_gt_diou
 from locdistill.structures import Targets
-
-
-def atss_alpha(
-    anchors: Tensor, num_level_anchors: list[int], gt_boxes: Tensor, overlaps: Tensor, topk: int
-) -> Tensor:
-    """``[G]`` ATSS threshold (mean + unbiased std of the candidates' IoUs) of each GT.
-
-    Args:
-        anchors: ``[V, 4]`` levels concatenated (``num_level_anchors`` per level); gt_boxes: ``[G, 4]``;
-        overlaps: ``[V, G]`` IoU.
-    """
-    diff = box_centers(anchors)[:, None, :] - box_centers(gt_boxes)[None, :, :]
-    distances = diff.pow(2).sum(-1).sqrt()  # as the ATSS assigner (no cdist: its matmul path reorders ties)
-    candidates, start = [], 0
-    for n in num_level_anchors:
-        k = min(topk, n)
-        if k > 0:
-            candidates.append(distances[start : start + n].topk(k, dim=0, largest=False).indices + start)
-        start += n
-    idx = torch.cat(candidates)  # [K, G]
-    cand = overlaps.gather(0, idx)
-    return cand.mean(0) + cand.std(0)
 
 
 def retina_vlr_region(
@@ -52,7 +29,6 @@ def retina_vlr_region(
     targets: list[Targets],
     alpha_low: float = 0.25,
     mode: Literal["official", "true"] = "official",
-    topk: int = 9,
 ) -> Tensor:
     """``[B, A]`` VLR weights of a RetinaGFL batch (IoU with the chosen GT, 0 outside the VLR, at
     positives and at anchors outside the image's padded area)."""
@@ -64,9 +40,8 @@ def retina_vlr_region(
         valid_idx = assignment.valid[i].nonzero().squeeze(1)
         a = anchors[valid_idx]
         gts = tgt.boxes.to(a)
-        counts = [int(m.sum()) for m in assignment.valid[i].split(assignment.num_level_anchors)]
         iou = assign.overlaps
-        alpha = atss_alpha(a, counts, gts, iou, topk)[None, :]
+        alpha = assign.iou_thr_per_gt[None, :]  # ATSS-style, computed by the MaxIoU batch assignment
         diou = anchor_gt_diou(a, gts, mode)
         member = (diou >= alpha_low * alpha) & (diou < alpha)
         best = torch.where(member, iou, iou.new_full((), -1.0)).max(dim=1).values

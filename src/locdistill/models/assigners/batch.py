@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.assigners.atss_threshold import atss_threshold
 from locdistill.models.assigners.fcos_targets import fcos_targets, level_ranges_and_radii
 from locdistill.models.assigners.max_iou import max_iou_assign
 from locdistill.models.priors.anchors import AnchorGrid, ValidAnchors
@@ -68,9 +69,12 @@ def build_max_iou_assignment(
     pos_iou_thr: float = 0.5,
     neg_iou_thr: float = 0.4,
     min_pos_iou: float = 0.0,
+    vlr_topk: int = 9,
 ) -> Assignment:
     """MaxIoU on every image's valid anchors. Label weight 1 at positives and negatives, 0 at ignored
-    (IoU in ``[neg, pos)``) and invalid anchors; ``num_total_pos = sum_images max(#pos, 1)``."""
+    (IoU in ``[neg, pos)``) and invalid anchors; ``num_total_pos = sum_images max(#pos, 1)``. Each
+    image's ``per_image`` result carries the ATSS-style threshold of every GT (``vlr_topk`` nearest
+    anchors per level) in ``iou_thr_per_gt``: RetinaGFL's VLR is defined by it."""
     anchors = grid.anchors
     device = anchors.device
     num_anchors = anchors.shape[0]
@@ -81,6 +85,10 @@ def build_max_iou_assignment(
         gt_boxes = tgt.boxes.to(device=device, dtype=torch.float32)
         gt_labels = tgt.labels.to(device)
         result = max_iou_assign(valid.anchors, gt_boxes, gt_labels, pos_iou_thr, neg_iou_thr, min_pos_iou)
+        if gt_boxes.shape[0] > 0 and valid.anchors.shape[0] > 0:
+            result.iou_thr_per_gt = atss_threshold(
+                valid.anchors, valid.num_level_anchors, gt_boxes, result.overlaps, vlr_topk
+            )
         pos = result.gt_inds > 0
         assigned = torch.where(pos, result.gt_inds - 1, -1)
         labels = torch.full((num_anchors,), num_classes, dtype=torch.long, device=device)

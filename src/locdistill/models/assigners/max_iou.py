@@ -41,7 +41,8 @@ def max_iou_assign(
         1-based GT, -1 ignored), ``max_overlaps`` (every anchor's best IoU over the GTs, 0 without GTs),
         ``labels`` (the GT label at positives, -1 elsewhere), ``overlaps`` ``[A, G]`` and
         ``iou_thr_per_gt`` = ``pos_iou_thr`` for every GT (MaxIoU has no per-GT threshold; the
-        RetinaGFL VLR computes its own, :func:`locdistill.models.assigners.vlr.atss_alpha`).
+        batch assignment replaces it by the ATSS-style threshold,
+        :func:`locdistill.models.assigners.atss_threshold.atss_threshold`).
     """
     num_anchors, num_gt = anchors.shape[0], gt_boxes.shape[0]
     device = anchors.device
