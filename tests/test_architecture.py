@@ -140,7 +140,12 @@ def test_no_source_file_over_400_lines(path: Path) -> None:
 
 def test_distill_reads_no_config_or_weight_files() -> None:
     """The engine builds and loads the teacher; ``distill/`` receives it and reads nothing itself."""
-    readers = {"locdistill.config.load_config", "locdistill.weights", "locdistill.models.from_checkpoint"}
+    readers = {
+        "locdistill.config.load_config",
+        "locdistill.config.load",
+        "locdistill.weights",
+        "locdistill.models.from_checkpoint",
+    }
     wrong = []
     for path in sorted((PACKAGE / "distill").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -155,3 +160,41 @@ def test_distill_reads_no_config_or_weight_files() -> None:
                 if n.startswith(tuple(readers)) or n in ("yaml", "safetensors", "locdistill.engine")
             ]
     assert not wrong, wrong
+
+
+# What ``distill/`` may import from ``models/``: the dense-detector contract and the plain structures it
+# hands over, never a head, a detector, an assigner or a family's loss (adding a family must not touch
+# ``distill/``).
+DISTILL_MAY_IMPORT_FROM_MODELS = {
+    "locdistill.models.detectors.base",
+    "locdistill.models.assigners.assignment",
+    "locdistill.models.integral",
+}
+
+
+def contract_violations(imports: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in imports.items()
+        if part_of(module) == "distill"
+        for target in targets
+        if part_of(target) == "models" and target not in DISTILL_MAY_IMPORT_FROM_MODELS
+    )
+
+
+def test_distill_reads_detectors_only_through_the_contract() -> None:
+    wrong = contract_violations(IMPORTS)
+    assert not wrong, "distill/ must use models/detectors/base.py, not the families:\n" + "\n".join(wrong)
+
+
+def test_the_contract_check_sees_a_head_import() -> None:
+    """A ``distill/`` module importing a head or a detector class is caught (the check can fail)."""
+    planted = {
+        **IMPORTS,
+        "locdistill.distill.distiller": IMPORTS["locdistill.distill.distiller"]
+        | {"locdistill.models.heads.gfl", "locdistill.models.detectors.gfl"},
+    }
+    assert contract_violations(planted) == [
+        "locdistill.distill.distiller imports locdistill.models.detectors.gfl",
+        "locdistill.distill.distiller imports locdistill.models.heads.gfl",
+    ]

@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 from locdistill.config import Config
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.structures import ImageMeta
 
 
@@ -32,7 +32,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_inference(
-    model: GFL,
+    model: DenseDetector[Any],
     images: list[tuple[torch.Tensor, ImageMeta]],
     num_iters: int,
     warmup: int,
@@ -116,7 +116,7 @@ def _cpu_model() -> str:
 
 
 def dataset_inputs(
-    cfg: Config, model: GFL, count: int = 20
+    cfg: Config, model: DenseDetector[Any], count: int = 20
 ) -> tuple[list[tuple[torch.Tensor, ImageMeta]], str]:
     """The first ``count`` images of the config's test split (``data.test``, else ``data.val``) through
     the test pipeline (resize, normalise, pad), batch 1, with their metas; and a description of them."""
@@ -136,7 +136,7 @@ def dataset_inputs(
 
 
 def random_inputs(
-    model: GFL, size: tuple[int, int], count: int = 4, seed: int = 0
+    model: DenseDetector[Any], size: tuple[int, int], count: int = 4, seed: int = 0
 ) -> list[tuple[torch.Tensor, ImageMeta]]:
     """``count`` random normalised images of ``size`` (h, w) with their metas."""
     g = torch.Generator().manual_seed(seed)

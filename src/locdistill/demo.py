@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from locdistill.config import Config, load_config
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.gfl import GFL, require_gfl
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"== training the {stage.name} ({stage.work_dir})", flush=True)
         finals[stage.name] = train(stage.cfg, stage.work_dir)
         seconds[stage.name] = time.perf_counter() - t0
-    models = {s.name: build_detector_from_checkpoint(finals[s.name], s.cfg)[0] for s in stages}
+    models = {
+        s.name: require_gfl(build_detector_from_checkpoint(finals[s.name], s.cfg)[0], "the demo")
+        for s in stages
+    }
     rows = {s.name: evaluate_stage(models[s.name], s.cfg) for s in stages}
     table = format_table(rows, seconds)
     gains = {s.name: {m: rows[s.name][m] - rows["baseline student"][m] for m in METRICS} for s in stages[2:]}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from locdistill.config import Config
 from locdistill.engine.predict import prepare_tensor
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.structures import Detections
 
@@ -58,7 +58,8 @@ class Prediction:
 
 
 class Detector:
-    """A :class:`~locdistill.models.detectors.gfl.GFL` in eval mode with its config and class names.
+    """A detector (:class:`~locdistill.models.detectors.base.DenseDetector`, any family) in eval mode
+    with its config and class names.
 
     Args:
         model: the detector.
@@ -66,7 +67,7 @@ class Detector:
         class_names: one name per class.
     """
 
-    def __init__(self, model: GFL, cfg: Config, class_names: Sequence[str]) -> None:
+    def __init__(self, model: DenseDetector[Any], cfg: Config, class_names: Sequence[str]) -> None:
         self.model = model.eval()
         self.cfg = cfg
         self.class_names = list(class_names)

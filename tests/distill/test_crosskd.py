@@ -38,9 +38,7 @@ def test_shapes_and_loss_terms() -> None:
     result = run_teacher(teacher, batch.images, module.crosskd.teacher_layer)
     s_out, s_tower = module.crosskd.student_forward(student, batch.images)
     cross = module.crosskd.cross_outputs(teacher.head, s_tower, result.hold_sums)
-    for a, b in zip(
-        cross.cls_scores + cross.bbox_preds, result.outputs.cls_scores + result.outputs.bbox_preds
-    ):
+    for a, b in zip(teacher.flatten(cross), result.outputs):  # per prior: [B, A, C], [B, A, 4*(R+1)]
         assert a.shape == b.shape and a.dtype == torch.float32
     assert [tuple(s.shape) for s in result.hold_sums] == [(2, 2, 2, 32)] * 5
     losses = module(batch)

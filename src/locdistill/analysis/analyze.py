@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from locdistill.analysis.collect import REGIONS, Collected, collect
 from locdistill.analysis.edges import SIDES
 from locdistill.config import Config, load_config
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.gfl import GFL, require_gfl
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def load_model(path: Path, device: torch.device) -> tuple[GFL, Config]:
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
     model, info = build_detector_from_checkpoint(path, device=device)
-    return model, info.config
+    return require_gfl(model, f"locdistill analyze ({path})"), info.config
 
 
 def model_paths(args: argparse.Namespace) -> dict[str, Path]:

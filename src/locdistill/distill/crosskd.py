@@ -1,14 +1,16 @@
-"""CrossKD (Wang, Chen, Zheng et al., CVPR 2024) on GFL: the student's head features cross into the
-frozen teacher head, and the resulting cross-head predictions are distilled to the teacher's own.
+"""CrossKD (Wang, Chen, Zheng et al., CVPR 2024): the student's head features cross into the frozen
+teacher head, and the resulting cross-head predictions are distilled to the teacher's own.
 
-Step by step, per FPN level and for the class and box towers separately (the authors' GFL code)::
+Any family whose head CrossKD can split (``DenseDetector.crosskd_head()``, a
+:class:`~locdistill.models.detectors.base.TowerHead`) takes part; others are refused. Step by step, per
+FPN level and for the class and box towers separately (the authors' GFL code)::
 
     student tower, first `layer` convs (conv -> GN -> ReLU each)  -> s_hold   [B, F_s, H, W]
     teacher tower, first `teacher_layer` convs (likewise)         -> t_hold   [B, F_t, H, W]
     [1x1 adapter F_s -> F_t, only with `adapter` when the widths differ]
     standardise s_hold per channel over (B, H, W) (mean, unbiased std + 1e-6), re-scale to t_hold's
         per-channel mean and std
-    ReLU (when teacher_layer > 0), the teacher's tower convs teacher_layer.., gfl_cls, Scale * gfl_reg
+    ReLU (when teacher_layer > 0), the teacher's tower convs teacher_layer.., its output convs
         -> cross-head predictions, distilled by :mod:`locdistill.distill.crosskd_loss`
 
 The hold features are taken after the ReLU of the last conv, as the authors' code computes them (their
@@ -22,7 +24,7 @@ The teacher's hold statistics are kept as per-image channel sums and sums of squ
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -35,9 +37,7 @@ from locdistill.distill.crosskd_loss import (
     teacher_box_weights,
 )
 from locdistill.models.assigners.assignment import Assignment
-from locdistill.models.detectors.gfl import GFL
-from locdistill.models.heads.gfl import GFLHead
-from locdistill.models.heads.outputs import HeadOutputs, TowerFeatures, flatten_levels
+from locdistill.models.detectors.base import DenseDetector, FlatOutputs, TowerFeatures, TowerHead
 from locdistill.models.integral import Integral
 from locdistill.ops.box_ops import box_centers
 from locdistill.utils.dist import reduce_mean
@@ -49,13 +49,13 @@ class TeacherResult(NamedTuple):
     """What the student's losses need from the teacher for one batch.
 
     Attributes:
-        outputs: the teacher's raw :class:`HeadOutputs` (float32, no graph).
+        outputs: the teacher's raw outputs, one row per prior (float32, no graph).
         hold_sums: with CrossKD, per level ``[B, 2, 2, F_t]`` float64: per image, for the (class, box)
             tower, the (sum, sum of squares) over ``H_l x W_l`` of each channel of the teacher's hold
             feature; ``None`` without CrossKD.
     """
 
-    outputs: HeadOutputs
+    outputs: FlatOutputs
     hold_sums: list[Tensor] | None = None
 
 
@@ -78,16 +78,31 @@ def batch_mean_std(sums: Tensor, pixels_per_image: int) -> tuple[Tensor, Tensor]
     return mean.float(), var.clamp(min=0).sqrt().float()
 
 
+def split_head(detector: DenseDetector[Any], role: str) -> TowerHead:
+    """The detector's head as a :class:`TowerHead`; ``ValueError`` naming the family when CrossKD cannot
+    split it."""
+    head = detector.crosskd_head()
+    if head is None:
+        raise ValueError(
+            f"distill.crosskd: the {role}'s head ({detector.family}) cannot be split at a tower depth, so "
+            "CrossKD cannot cross into it; turn distill.crosskd off for this family"
+        )
+    return head
+
+
 @torch.inference_mode()
-def _teacher_forward(teacher: GFL, images: Tensor, hold_depth: int | None, hold_relu: bool) -> TeacherResult:
+def _teacher_forward(
+    teacher: DenseDetector[Any], images: Tensor, hold_depth: int | None, hold_relu: bool
+) -> TeacherResult:
     if hold_depth is None:
-        return TeacherResult(teacher(images))
-    tower = teacher.head.forward_tower(teacher.neck(teacher.backbone(images)), hold_depth, hold_relu)
-    return TeacherResult(teacher.head.forward_from(tower), hold_sums(tower))
+        return TeacherResult(teacher.flatten(teacher(images)))
+    head = split_head(teacher, "teacher")
+    tower = head.forward_tower(teacher.features(images), hold_depth, hold_relu)
+    return TeacherResult(teacher.flatten(head.forward_from(tower)), hold_sums(tower))
 
 
 def run_teacher(
-    teacher: GFL, images: Tensor, hold_depth: int | None = None, hold_relu: bool = True
+    teacher: DenseDetector[Any], images: Tensor, hold_depth: int | None = None, hold_relu: bool = True
 ) -> TeacherResult:
     """The frozen teacher on ``images`` (already in its own normalisation), under inference mode.
 
@@ -115,7 +130,7 @@ def teacher_depth(cfg: CrossKDConfig) -> int:
     return cfg.layer if cfg.teacher_layer is None else cfg.teacher_layer
 
 
-def hold_width(head: GFLHead, depth: int) -> int:
+def hold_width(head: TowerHead, depth: int) -> int:
     """Channels of a head's tower features after ``depth`` convs (its input width at 0)."""
     return head.feat_channels if depth > 0 else head.in_channels
 
@@ -133,13 +148,14 @@ class CrossKD(nn.Module):
             (the message names both widths).
     """
 
-    def __init__(self, student: GFL, teacher: GFL, cfg: CrossKDConfig) -> None:
+    def __init__(self, student: DenseDetector[Any], teacher: DenseDetector[Any], cfg: CrossKDConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.layer = cfg.layer
         self.teacher_layer = teacher_depth(cfg)
         self.hold_relu = cfg.hold == "post_relu"
-        s_convs, t_convs = student.head.stacked_convs, teacher.head.stacked_convs
+        s_head, t_head = split_head(student, "student"), split_head(teacher, "teacher")
+        s_convs, t_convs = s_head.stacked_convs, t_head.stacked_convs
         if not 0 <= self.layer <= s_convs:
             raise ValueError(
                 f"distill.crosskd.layer={self.layer} is outside the student head's tower (0..{s_convs} convs)"
@@ -149,8 +165,8 @@ class CrossKD(nn.Module):
                 f"distill.crosskd.teacher_layer={self.teacher_layer} is outside the teacher head's tower "
                 f"(0..{t_convs} convs)"
             )
-        s_width = hold_width(student.head, self.layer)
-        t_width = hold_width(teacher.head, self.teacher_layer)
+        s_width = hold_width(s_head, self.layer)
+        t_width = hold_width(t_head, self.teacher_layer)
         self.cls_adapter: nn.Module = nn.Identity()
         self.reg_adapter: nn.Module = nn.Identity()
         if s_width != t_width:
@@ -164,15 +180,17 @@ class CrossKD(nn.Module):
             self.cls_adapter = nn.Conv2d(s_width, t_width, 1)
             self.reg_adapter = nn.Conv2d(s_width, t_width, 1)
 
-    def student_forward(self, student: GFL, images: Tensor) -> tuple[HeadOutputs, TowerFeatures]:
+    def student_forward(self, student: DenseDetector[Any], images: Tensor) -> tuple[Any, TowerFeatures]:
         """The student's raw outputs (exactly ``student(images)``) and its tower features at ``layer``."""
-        tower = student.head.forward_tower(student.neck(student.backbone(images)), self.layer, self.hold_relu)
-        return student.head.forward_from(tower), tower
+        head = split_head(student, "student")
+        tower = head.forward_tower(student.features(images), self.layer, self.hold_relu)
+        return head.forward_from(tower), tower
 
     def cross_outputs(
-        self, teacher_head: GFLHead, student_tower: TowerFeatures, teacher_sums: list[Tensor]
-    ) -> HeadOutputs:
-        """The teacher head's predictions from the student's tower features (float32, with graph).
+        self, teacher_head: TowerHead, student_tower: TowerFeatures, teacher_sums: list[Tensor]
+    ) -> Any:
+        """The teacher head's raw predictions from the student's tower features (float32, with graph;
+        the teacher family's output type: flatten them with the teacher's ``flatten``).
 
         Args:
             teacher_head: the frozen teacher's head (gradients flow through it, not into it).
@@ -189,12 +207,13 @@ class CrossKD(nn.Module):
         return out.float()
 
     def losses(
-        self, cross: HeadOutputs, teacher: HeadOutputs, assignment: Assignment, integral: Integral
+        self, cross: FlatOutputs, teacher: FlatOutputs, assignment: Assignment, integral: Integral
     ) -> dict[str, Tensor]:
-        """``loss_crosskd_cls``, ``loss_crosskd_reg`` and (``bbox_weight`` > 0) ``loss_crosskd_bbox``."""
+        """``loss_crosskd_cls``, ``loss_crosskd_reg`` and (``bbox_weight`` > 0) ``loss_crosskd_bbox`` from
+        the cross-head and the teacher's outputs per prior, under the student's ``assignment``."""
         cfg = self.cfg
-        x_cls, x_reg = flatten_levels(cross.cls_scores), flatten_levels(cross.bbox_preds)
-        t_cls, t_reg = flatten_levels(teacher.cls_scores), flatten_levels(teacher.bbox_preds)
+        x_cls, x_reg = cross
+        t_cls, t_reg = teacher
         avg_factor = reduce_mean(assignment.num_total_pos.to(x_cls.dtype))
         weights = teacher_box_weights(t_cls, assignment.label_weights)
         out = {

@@ -1,13 +1,16 @@
 """Teacher -> student wrapper used for training with LD.
 
-The teacher is a built and loaded :class:`~locdistill.models.detectors.gfl.GFL` (the engine reads its
-config and weights, :mod:`locdistill.engine.teacher`). It is kept in eval mode (also after ``.train()``), runs
-under ``torch.inference_mode`` on the very batch tensor the student sees, has no trainable parameters
-(so it is outside the optimizer), is listed for DDP to ignore (no gradient sync, no buffer broadcast),
-is dropped from ``state_dict()``, and still moves with ``.to()``.
+The teacher is a built and loaded detector of the student's family (the engine reads its config and
+weights, :mod:`locdistill.engine.teacher`; a teacher of another family is refused in one line naming
+both). It is kept in eval mode (also after ``.train()``), runs under ``torch.inference_mode`` on the very
+batch tensor the student sees, has no trainable parameters (so it is outside the optimizer), is listed
+for DDP to ignore (no gradient sync, no buffer broadcast), is dropped from ``state_dict()``, and still
+moves with ``.to()``.
 
-The student's side is the GFL contract: :meth:`GFL.assign` once, :meth:`GFL.positive_samples` once,
-both shared by the student's :meth:`GFL.loss` and the LD terms.
+Both detectors are read only through the dense-detector contract
+(:mod:`locdistill.models.detectors.base`): the student's ``assign`` once and ``positive_samples`` once,
+both shared by the student's ``loss`` and the LD terms; ``flatten`` for the outputs per prior; the
+family's ``ld_spec`` for the LD row form and the second region.
 """
 
 from __future__ import annotations
@@ -21,32 +24,27 @@ from torch import Tensor, nn
 from locdistill.config import DistillConfig
 from locdistill.distill.crosskd import CrossKD, TeacherResult, run_teacher
 from locdistill.distill.ld_loss import batch_scale, main_kd_loss, main_ld_loss, vlr_ld_loss
-from locdistill.distill.regions import vlr_region
+from locdistill.distill.regions import second_region
 from locdistill.distill.teacher_cache import TeacherCache
 from locdistill.models.assigners.assignment import Assignment
-from locdistill.models.detectors.gfl import GFL
-from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
-from locdistill.models.losses.gfl import PositiveSamples
+from locdistill.models.detectors.base import DenseDetector, FlatOutputs, Positives, check_same_family
 from locdistill.structures import Batch
 
 
-def check_fit(student: GFL, teacher: GFL, need_classes: bool) -> None:
-    """Raise ``ValueError`` saying what differs when the teacher's locations do not correspond to the
-    student's one to one (strides, anchors, reg_max, levels) or, with class KD, the class count."""
-    problems = []
-    if list(student.strides) != list(teacher.strides):
-        problems.append(f"strides: student {student.strides} vs teacher {teacher.strides}")
-    if student.octave_base_scale != teacher.octave_base_scale:
-        problems.append(
-            f"anchor scale (octave_base_scale): student {student.octave_base_scale} "
-            f"vs teacher {teacher.octave_base_scale}"
-        )
+def check_fit(student: DenseDetector[Any], teacher: DenseDetector[Any], need_classes: bool) -> None:
+    """Raise ``ValueError`` when the teacher cannot teach the student: another family (one line naming
+    both), or, saying what differs, priors that do not correspond one to one (the family's
+    ``prior_layout``: strides, anchors), reg_max, levels or, with class KD, the class count."""
+    check_same_family(student, teacher)
+    problems = [
+        f"{what}: student {value} vs teacher {theirs}"
+        for (what, value), (_, theirs) in zip(student.prior_layout(), teacher.prior_layout())
+        if value != theirs
+    ]
     if student.reg_max != teacher.reg_max:
         problems.append(f"reg_max: student {student.reg_max} vs teacher {teacher.reg_max}")
-    if len(student.head.scales) != len(teacher.head.scales):
-        problems.append(
-            f"FPN levels: student {len(student.head.scales)} vs teacher {len(teacher.head.scales)}"
-        )
+    if student.num_levels != teacher.num_levels:
+        problems.append(f"FPN levels: student {student.num_levels} vs teacher {teacher.num_levels}")
     if need_classes and student.num_classes != teacher.num_classes:
         problems.append(
             f"num_classes (needed by class KD: main_kd, crosskd): student {student.num_classes} "
@@ -57,11 +55,12 @@ def check_fit(student: GFL, teacher: GFL, need_classes: bool) -> None:
 
 
 class Distiller(nn.Module):
-    """Student GFL + frozen teacher GFL; ``forward(batch)`` returns the student's losses plus LD terms.
+    """Student + frozen teacher of one family; ``forward(batch)`` returns the student's losses plus the
+    LD (and CrossKD) terms.
 
     Args:
-        student: the detector being trained.
-        teacher: a trained detector with the same strides, anchors and reg_max.
+        student: the detector being trained (any :class:`DenseDetector`).
+        teacher: a trained detector of the same family with the same priors and reg_max.
         cfg: which terms are on, their weights and temperatures, and the normalisation.
         images_per_gpu: for the batch-size-invariant normalisation and the official-mode warning.
         teacher_sha256: digest of the teacher's weights file, recorded in the student's checkpoints.
@@ -70,8 +69,8 @@ class Distiller(nn.Module):
 
     def __init__(
         self,
-        student: GFL,
-        teacher: GFL,
+        student: DenseDetector[Any],
+        teacher: DenseDetector[Any],
         cfg: DistillConfig,
         images_per_gpu: int = 2,
         teacher_sha256: str = "",
@@ -122,10 +121,10 @@ class Distiller(nn.Module):
         t_std = images.new_tensor(self.teacher.std)[:, None, None]
         return (images * s_std + s_mean - t_mean) / t_std
 
-    def teacher_outputs(self, images: Tensor) -> HeadOutputs:
-        """The teacher's raw outputs on the batch (no graph; usable as constant targets)."""
+    def teacher_outputs(self, images: Tensor) -> FlatOutputs:
+        """The teacher's raw outputs on the batch, per prior (no graph; usable as constant targets)."""
         with torch.inference_mode():
-            out = self.teacher(self.teacher_inputs(images))
+            out = self.teacher.flatten(self.teacher(self.teacher_inputs(images)))
         # Inference tensors cannot be saved for backward; a clone outside inference mode can.
         return out.clone().float()
 
@@ -143,7 +142,7 @@ class Distiller(nn.Module):
         return self.cache.fetch(batch, compute, with_hold=depth is not None)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        """Student GFL losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``) and
+        """The student's own losses and the enabled LD terms (``loss_ld``, ``loss_ld_vlr``, ``loss_kd``) and
         CrossKD terms (``loss_crosskd_cls``, ``loss_crosskd_reg``, ``loss_crosskd_bbox``)."""
         # The teacher first: its activations are freed before the student's graph is built, so the
         # two networks' working memory never coexists (lower peak memory, fewer page faults on CPU).
@@ -164,8 +163,12 @@ class Distiller(nn.Module):
         losses.update(self.distill_losses(s_out, t_out, assignment, batch, positives=positives))
         if self.crosskd is not None:  # CrossKD: the student's tower features through the teacher head
             assert teacher.hold_sums is not None
-            cross = self.crosskd.cross_outputs(self.teacher.head, s_tower, teacher.hold_sums)
-            losses.update(self.crosskd.losses(cross, t_out, assignment, self.student.integral))
+            teacher_head = self.teacher.crosskd_head()
+            assert teacher_head is not None  # CrossKD refuses heads it cannot split
+            cross = self.crosskd.cross_outputs(teacher_head, s_tower, teacher.hold_sums)
+            losses.update(
+                self.crosskd.losses(self.teacher.flatten(cross), t_out, assignment, self.student.integral)
+            )
         return losses
 
     def log_stats(self) -> dict[str, float]:
@@ -174,18 +177,21 @@ class Distiller(nn.Module):
 
     def distill_losses(
         self,
-        s_out: HeadOutputs,
-        t_out: HeadOutputs,
+        s_out: Any,
+        t_out: FlatOutputs,
         assignment: Assignment,
         batch: Batch,
-        positives: PositiveSamples | None = None,
+        positives: Positives | None = None,
     ) -> dict[str, Tensor]:
-        """The LD terms alone (see :mod:`locdistill.distill.ld_loss`) on float32 outputs; ``positives``
-        (of ``s_out`` under ``assignment``) are gathered here unless given."""
+        """The LD terms alone (see :mod:`locdistill.distill.ld_loss`) on float32 outputs: the student's
+        raw ``s_out``, the teacher's per prior; ``positives`` (of ``s_out`` under ``assignment``) are
+        gathered here unless given."""
         cfg = self.cfg
+        spec = self.student.ld_spec
+        row = spec.row if cfg.ld_rows == "auto" else cfg.ld_rows
         reg_max = self.student.reg_max
-        s_cls, s_reg = flatten_levels(s_out.cls_scores), flatten_levels(s_out.bbox_preds)
-        t_cls, t_reg = flatten_levels(t_out.cls_scores), flatten_levels(t_out.bbox_preds)
+        s_cls, s_reg = self.student.flatten(s_out)
+        t_cls, t_reg = t_out
         pos = positives if positives is not None else self.student.positive_samples(s_out, assignment)
         scale = batch_scale(cfg.normalize, len(batch), cfg.reference_images_per_gpu)
         out: dict[str, Tensor] = {}
@@ -195,22 +201,29 @@ class Distiller(nn.Module):
             out["loss_ld"] = (
                 scale
                 * main_ld_loss(
-                    pos.pred_logits, t_pos, pos.weights, cfg.main_ld.temperature, cfg.main_ld.weight
+                    pos.pred_logits, t_pos, pos.weights, cfg.main_ld.temperature, cfg.main_ld.weight, row
                 )
                 + zero
             )
         if cfg.vlr_ld.enabled:
-            region = vlr_region(assignment, batch.targets, cfg.vlr_ld.alpha_low, cfg.vlr_ld.diou)
+            region = second_region(
+                spec.second_region, assignment, batch.targets, cfg.vlr_ld.alpha_low, cfg.vlr_ld.diou
+            )
             b_idx, a_idx = region.nonzero(as_tuple=True)
+            if spec.second_weight == "iou":
+                region_weights = region[b_idx, a_idx]
+            else:  # the student's max class sigmoid there, detached (as the main region's weights)
+                region_weights = s_cls.detach()[b_idx, a_idx].sigmoid().max(dim=1).values
             out["loss_ld_vlr"] = (
                 scale
                 * vlr_ld_loss(
                     s_reg[b_idx, a_idx].reshape(-1, 4, reg_max + 1),
                     t_reg[b_idx, a_idx].reshape(-1, 4, reg_max + 1),
-                    region[b_idx, a_idx],
+                    region_weights,
                     cfg.vlr_ld.temperature,
                     cfg.vlr_ld.weight,
                     cfg.vlr_ld.divisor,
+                    row,
                 )
                 + zero
             )
@@ -220,7 +233,7 @@ class Distiller(nn.Module):
                     s_cls[pos.batch_index, pos.anchor_index],
                     t_cls[pos.batch_index, pos.anchor_index],
                     pos.level,
-                    len(s_out.cls_scores),
+                    self.student.num_levels,
                     cfg.main_kd.temperature,
                     cfg.main_kd.weight,
                 )

@@ -1,10 +1,11 @@
 """A disk cache of the frozen teacher's outputs, so that later epochs need not run the teacher.
 
 One file per (image, horizontal flip, resized size, padded batch size): the teacher's raw outputs of
-that image, flattened over the anchors of all levels (``[A, C]`` class and ``[A, 4*(R+1)]`` distribution
-logits), in ``float16`` or ``float32``, at every anchor (``all``) or only at the anchors where LD reads
-them (``needed``: the ATSS positives, where Main LD and Main KD act, and the VLR, both fixed by the
-ground truth and the anchors). With CrossKD the per-image sums of the teacher's hold features come too
+that image, one row per prior of all levels (``[A, C]`` class and ``[A, 4*(R+1)]`` distribution logits,
+as the teacher's ``flatten`` gives them), in ``float16`` or ``float32``, at every prior (``all``) or
+only at the priors where LD reads them (``needed``: the positives, where Main LD and Main KD act, and
+the second LD region of the student's family, e.g. the VLR, both fixed by the ground truth and the
+priors). With CrossKD the per-image sums of the teacher's hold features come too
 (float64, see :class:`~locdistill.distill.crosskd.TeacherResult`); the cross-head pass itself (the
 teacher's remaining tower convs on the *student's* features) always runs live.
 
@@ -38,10 +39,9 @@ from torch import Tensor
 
 from locdistill.config import Config
 from locdistill.distill.crosskd import TeacherResult, teacher_depth
-from locdistill.distill.regions import vlr_region
+from locdistill.distill.regions import second_region
 from locdistill.models.assigners.assignment import Assignment
-from locdistill.models.detectors.gfl import GFL
-from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
+from locdistill.models.detectors.base import DenseDetector, FlatOutputs, SecondRegion
 from locdistill.structures import Batch, ImageMeta, Targets
 from locdistill.utils.dist import get_rank, get_world_size, is_distributed
 
@@ -80,14 +80,12 @@ class _Pending:
     hold: Tensor | None
 
 
-def _level_maps(flat: Tensor, sizes: list[tuple[int, int]]) -> list[Tensor]:
-    """``[B, A, K]`` -> per level ``[B, K, H, W]`` (the inverse of :func:`flatten_levels`)."""
-    maps, start = [], 0
-    for h, w in sizes:
-        part = flat[:, start : start + h * w]
-        maps.append(part.reshape(flat.shape[0], h, w, flat.shape[-1]).permute(0, 3, 1, 2))
-        start += h * w
-    return maps
+def _num_priors(entry: dict[str, Tensor]) -> int:
+    """The prior count of the outputs an entry was cut from (entries of format 1 store the level sizes
+    of a one-anchor-per-cell head instead)."""
+    if "num_priors" in entry:
+        return int(entry["num_priors"])
+    return int(sum(int(h) * int(w) for h, w in entry["sizes"].tolist()))
 
 
 class TeacherCache:
@@ -97,8 +95,9 @@ class TeacherCache:
         root: the folder (created if missing; refused if it holds anything but a cache of ``settings``).
         settings: what the entries depend on besides the key (written to ``cache.json``).
         dtype: storage precision of the logits.
-        anchors: ``all`` or ``needed`` (positives and, with ``vlr``, the VLR anchors).
+        anchors: ``all`` or ``needed`` (positives and, with ``vlr``, the second LD region's priors).
         vlr: ``(alpha_low, diou mode)`` of VLR LD when it is on (``needed`` stores its anchors too).
+        second_region: the kind of the student family's second LD region (``LDSpec.second_region``).
     """
 
     def __init__(
@@ -108,19 +107,23 @@ class TeacherCache:
         dtype: Literal["float16", "float32"] = "float16",
         anchors: Literal["all", "needed"] = "all",
         vlr: tuple[float, Literal["official", "true"]] | None = None,
+        second_region: SecondRegion = "vlr",
     ) -> None:
         self.root = Path(root)
         self.dtype = torch.float16 if dtype == "float16" else torch.float32
         self.anchors = anchors
         self.vlr = vlr
+        self.second_region: SecondRegion = second_region
         self.settings = {"format": FORMAT_VERSION, **settings, "dtype": dtype, "anchors": anchors}
         if anchors == "needed":
             self.settings["vlr"] = list(vlr) if vlr is not None else None
+            if vlr is not None and second_region != "vlr":
+                self.settings["vlr"].append(second_region)
         self.hits = self.misses = 0
         self._reported = (0, 0)
         self._pending: list[_Pending] = []
         self._hit_masks: dict[int, Tensor] = {}
-        self._sizes: list[list[int]] = []
+        self._num_priors = 0
         self._open()
 
     # ------------------------------------------------------------------------------------ files
@@ -216,12 +219,11 @@ class TeacherCache:
         self._pending, self._hit_masks = [], {}
         fresh = compute(batch.images[miss]) if miss else None
         if fresh is not None:
-            sizes = [(int(c.shape[-2]), int(c.shape[-1])) for c in fresh.outputs.cls_scores]
+            num_anchors = int(fresh.outputs.cls.shape[1])
         else:
-            sizes = [(int(h), int(w)) for h, w in next(e for e in entries if e is not None)["sizes"].tolist()]
-        self._sizes = [list(s) for s in sizes]
+            num_anchors = _num_priors(next(e for e in entries if e is not None))
+        self._num_priors = num_anchors
         device = batch.images.device
-        num_anchors = sum(h * w for h, w in sizes)
         cls_rows: list[Tensor | None] = [None] * len(keys)
         reg_rows: list[Tensor | None] = [None] * len(keys)
         holds: list[Tensor | None] = [None] * len(keys)
@@ -239,8 +241,7 @@ class TeacherCache:
             cls_rows[i], reg_rows[i] = cls.to(device), reg.to(device)
             holds[i] = e["hold"].to(device) if "hold" in e else None
         if fresh is not None:
-            f_cls = flatten_levels(fresh.outputs.cls_scores)
-            f_reg = flatten_levels(fresh.outputs.bbox_preds)
+            f_cls, f_reg = fresh.outputs
             for j, i in enumerate(miss):
                 cls_rows[i], reg_rows[i] = f_cls[j], f_reg[j]
                 hold = torch.stack([s[j] for s in fresh.hold_sums]) if fresh.hold_sums is not None else None
@@ -250,7 +251,7 @@ class TeacherCache:
                 self._write_pending(None)
         cls_flat = torch.stack([c for c in cls_rows if c is not None])
         reg_flat = torch.stack([r for r in reg_rows if r is not None])
-        outputs = HeadOutputs(_level_maps(cls_flat, sizes), _level_maps(reg_flat, sizes))
+        outputs = FlatOutputs(cls_flat, reg_flat)
         hold_sums = None
         if with_hold:
             per_image = torch.stack([h for h in holds if h is not None])  # [B, L, 2, 2, F]
@@ -258,10 +259,10 @@ class TeacherCache:
         return TeacherResult(outputs, hold_sums)
 
     def needed_anchors(self, assignment: Assignment, gts: list[Targets]) -> Tensor:
-        """``[B, A]`` bool: the positives, and the VLR anchors when VLR LD is on."""
+        """``[B, A]`` bool: the positives, and the second LD region's priors when VLR LD is on."""
         needed = assignment.pos_mask.clone()
         if self.vlr is not None:
-            needed |= vlr_region(assignment, gts, self.vlr[0], self.vlr[1]) > 0
+            needed |= second_region(self.second_region, assignment, gts, self.vlr[0], self.vlr[1]) > 0
         return needed
 
     def after_assignment(self, assignment: Assignment, gts: list[Targets]) -> None:
@@ -289,7 +290,7 @@ class TeacherCache:
             entry["cls"], entry["reg"] = cls.to(self.dtype), reg.to(self.dtype)
             if p.hold is not None:
                 entry["hold"] = p.hold.detach().cpu().double()
-            entry["sizes"] = torch.tensor(self._sizes, dtype=torch.int64)
+            entry["num_priors"] = torch.tensor(self._num_priors, dtype=torch.int64)
             self._save(p.key, entry)
         self._pending = []
 
@@ -310,7 +311,9 @@ class TeacherCache:
         return {"cache_hits": hits, "cache_misses": misses, "cache_hit_rate": hits / max(hits + misses, 1)}
 
 
-def build_teacher_cache(cfg: Config, student: GFL, teacher: GFL) -> TeacherCache | None:
+def build_teacher_cache(
+    cfg: Config, student: DenseDetector[Any], teacher: DenseDetector[Any]
+) -> TeacherCache | None:
     """The ``distill.cache`` of a config (``None`` when unset); its settings name everything the
     teacher's outputs depend on besides the per-image key."""
     d = cfg.distill
@@ -341,4 +344,4 @@ def build_teacher_cache(cfg: Config, student: GFL, teacher: GFL) -> TeacherCache
         "hold": d.crosskd.hold if d.crosskd.enabled else None,
     }
     vlr = (d.vlr_ld.alpha_low, d.vlr_ld.diou) if d.vlr_ld.enabled else None
-    return TeacherCache(d.cache, settings, d.cache_dtype, d.cache_anchors, vlr)
+    return TeacherCache(d.cache, settings, d.cache_dtype, d.cache_anchors, vlr, student.ld_spec.second_region)

@@ -1,5 +1,6 @@
-"""What the training loop trains: the student GFL, the training module around it (:class:`DetectorLoss`
-for plain GFL, a :class:`~locdistill.distill.distiller.Distiller` for LD), its DDP wrapper and the data."""
+"""What the training loop trains: the student detector (any family), the training module around it
+(:class:`DetectorLoss` for plain training, a :class:`~locdistill.distill.distiller.Distiller` for LD),
+its DDP wrapper and the data."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from locdistill.distill.distiller import Distiller
 from locdistill.distill.teacher_cache import build_teacher_cache
 from locdistill.engine.teacher import build_teacher
 from locdistill.models.build import build_detector
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.structures import Batch
 
 logger = logging.getLogger(__name__)
 
 
 class DetectorLoss(nn.Module):
-    """Training module for plain GFL: ``forward(batch)`` -> the student's loss dict."""
+    """Training module without a teacher: ``forward(batch)`` -> the student's loss dict."""
 
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
@@ -35,7 +36,7 @@ class DetectorLoss(nn.Module):
 
 
 def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """``(student GFL, training module)``; the module is a Distiller when the config distils."""
+    """``(student detector, training module)``; the module is a Distiller when the config distils."""
     model = build_detector(cfg.model)
     if cfg.train.sync_bn and world_size > 1:
         if device.type == "cuda":
@@ -47,7 +48,7 @@ def build_module(cfg: Config, world_size: int, device: torch.device) -> tuple[nn
     return model, DetectorLoss(model)
 
 
-def build_distiller(cfg: Config, student: GFL) -> Distiller:
+def build_distiller(cfg: Config, student: DenseDetector[Any]) -> Distiller:
     """The training module for a config with a ``distill`` section: the teacher built and loaded by
     :func:`~locdistill.engine.teacher.build_teacher`, handed to the Distiller with the teacher cache
     (``distill.cache``) if there is one."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from locdistill.config import Config
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 from locdistill.utils.hashing import sha256_file
 
@@ -31,7 +32,7 @@ def resolve_teacher_config(cfg: Config) -> Path | None:
     return given
 
 
-def build_teacher(cfg: Config) -> tuple[GFL, str]:
+def build_teacher(cfg: Config) -> tuple[DenseDetector[Any], str]:
     """The teacher of ``cfg.distill`` with its weights, in eval mode on the CPU, and its file's SHA-256.
 
     Raises:

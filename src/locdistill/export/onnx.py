@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from locdistill.export.family import ExportableFamily
 from locdistill.export.nms import ExportPostprocess, decode
 from locdistill.models.detectors.family import FamilyDetector
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.gfl import GFL, require_gfl
 from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta
@@ -305,7 +305,8 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         long_side, short_side = cfg.data.img_scale
         size = (-(-short_side // 32) * 32, -(-long_side // 32) * 32)
-    path = export_onnx(model, args.out, size, args.with_nms, class_names=info.class_names)
+    exportable = model if isinstance(model, FamilyDetector) else require_gfl(model, "locdistill export")
+    path = export_onnx(exportable, args.out, size, args.with_nms, class_names=info.class_names)
     nms = cfg.model.test.nms.type if args.with_nms else "none"
     print(
         f"exported {cfg.source} with {args.checkpoint} to {path} "

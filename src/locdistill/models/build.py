@@ -12,13 +12,15 @@ and builder, a ``model.type`` value in :data:`locdistill.config.schema.MODEL_TYP
 
 from __future__ import annotations
 
+from typing import Any
+
 from locdistill.config import ModelConfig
-from locdistill.models.detectors.family import FamilyDetector
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.models.detectors.family_build import build_family
-from locdistill.models.detectors.gfl import GFL, build_gfl
+from locdistill.models.detectors.gfl import build_gfl
 
 
-def build_detector(cfg: ModelConfig) -> GFL | FamilyDetector:
+def build_detector(cfg: ModelConfig) -> DenseDetector[Any]:
     """The detector of ``cfg.type`` built from ``cfg`` (backbone pretrained weights as configured).
 
     Raises:

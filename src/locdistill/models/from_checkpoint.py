@@ -24,7 +24,7 @@ import torch
 
 from locdistill.config import Config, ConfigError, apply_overrides, config_from_dict, load_config, to_dict
 from locdistill.models.build import build_detector
-from locdistill.models.detectors.gfl import GFL
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.weights import LoadReport, WeightsError, WeightsFile, load_weights, read_weights
 
 
@@ -124,8 +124,9 @@ def build_detector_from_checkpoint(
     overrides: Sequence[str] = (),
     device: str | torch.device = "cpu",
     use_ema: bool = False,
-) -> tuple[GFL, CheckpointInfo]:
-    """The GFL that ``path`` holds, with its weights, on ``device`` in eval mode.
+) -> tuple[DenseDetector[Any], CheckpointInfo]:
+    """The detector that ``path`` holds (of the family its config's ``model.type`` names), with its
+    weights, on ``device`` in eval mode.
 
     Args:
         path: any file :func:`locdistill.weights.read_weights` reads.

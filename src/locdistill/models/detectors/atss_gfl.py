@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment, build_assignment
+from locdistill.models.detectors.base import LDSpec
 from locdistill.models.detectors.family import FamilyDetector
 from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.losses.centerness_gfl import centerness_gfl_loss
@@ -48,7 +49,8 @@ class CenternessDetector(FamilyDetector):
 class ATSSGFL(CenternessDetector):
     """ATSS assignment over one square anchor per location (side ``octave_base_scale`` strides)."""
 
-    family = "atss_gfl"
+    family = "ATSS-GFL"
+    ld_spec = LDSpec()
 
     def build_priors(self, sizes: list[tuple[int, int]], device: torch.device) -> AnchorGrid:
         return AnchorGrid(sizes, self.strides, self.settings.octave_base_scale, device)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from locdistill.models.assigners.assignment import Assignment
+from locdistill.models.detectors.base import DenseDetector, FlatOutputs
 from locdistill.models.family_postprocess import PostProcessOrder, family_postprocess
 from locdistill.models.fpn import FPN
 from locdistill.models.heads.atss_gfl import CenternessGFLHead
@@ -54,8 +55,9 @@ class FamilySettings:
     centerness_weight: float = 1.0
 
 
-class FamilyDetector(nn.Module):
-    """Base of the three families.
+class FamilyDetector(DenseDetector[FamilyOutputs]):
+    """Base of the three families (the :class:`~locdistill.models.detectors.base.DenseDetector` contract;
+    subclasses set ``family``, ``ld_spec`` and their priors, assignment and objective).
 
     Args:
         backbone: returns C3-C5; has ``out_channels``, ``mean`` and ``std``.
@@ -65,7 +67,6 @@ class FamilyDetector(nn.Module):
         test_cfg: post-processing settings; order: ``original`` or ``mmdet3``.
     """
 
-    family = ""
     loss_keys: tuple[str, ...] = ("loss_cls", "loss_bbox")
 
     def __init__(
@@ -96,6 +97,10 @@ class FamilyDetector(nn.Module):
         return self.head.reg_max
 
     @property
+    def num_levels(self) -> int:
+        return len(self.strides)
+
+    @property
     def priors_per_location(self) -> int:
         return self.head.num_anchors
 
@@ -109,7 +114,26 @@ class FamilyDetector(nn.Module):
 
     def forward(self, images: Tensor) -> FamilyOutputs:
         """``[B, 3, H, W]`` normalised images -> raw :class:`FamilyOutputs` (no decoding, no loss)."""
-        return self.head(self.neck(self.backbone(images)))
+        return self.head(self.features(images))
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """The FPN maps ``[B, F, H_l, W_l]``."""
+        return self.neck(self.backbone(images))
+
+    def flatten(self, outputs: FamilyOutputs) -> FlatOutputs:
+        """One row per prior (:mod:`locdistill.models.priors.multi_anchors` order), no dtype change."""
+        cls, reg = self.flat_outputs(outputs)
+        return FlatOutputs(cls, reg)
+
+    def prior_layout(self) -> list[tuple[str, object]]:
+        """What a teacher must share with the student for their priors to correspond one to one."""
+        s = self.settings
+        return [
+            ("strides", list(self.strides)),
+            ("anchor scale (octave_base_scale)", s.octave_base_scale),
+            ("anchor scales per octave", s.scales_per_octave),
+            ("anchor ratios", list(s.anchor_ratios)),
+        ]
 
     # -------------------------------------------------------------------------- family specifics
     def build_priors(self, sizes: list[tuple[int, int]], device: torch.device) -> Any:

@@ -9,6 +9,7 @@ from torch import Tensor
 from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.batch import build_point_assignment
 from locdistill.models.detectors.atss_gfl import CenternessDetector
+from locdistill.models.detectors.base import LDSpec
 from locdistill.models.priors.points import multi_level_points
 from locdistill.structures import ImageMeta, Targets
 
@@ -18,7 +19,8 @@ class FCOSGFL(CenternessDetector):
     the configs),
     normalised by the plain positive count; every point is used (no padding validity)."""
 
-    family = "fcos_gfl"
+    family = "FCOS-GFL"
+    ld_spec = LDSpec(second_region="inside_gt_negatives", second_weight="student_score")
     plain_count = True
 
     def build_priors(self, sizes: list[tuple[int, int]], device: torch.device) -> list[Tensor]:

@@ -13,12 +13,15 @@ gathers the positives unless given them: the Distiller computes both once and sh
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from locdistill.config import ModelConfig
 from locdistill.models.assigners.assignment import Assignment, build_assignment
 from locdistill.models.backbones import build_backbone
+from locdistill.models.detectors.base import DenseDetector, FlatOutputs, article
 from locdistill.models.fpn import FPN
 from locdistill.models.heads.gfl import GFLHead
 from locdistill.models.heads.outputs import HeadOutputs, flatten_levels
@@ -29,8 +32,10 @@ from locdistill.models.priors.anchors import AnchorGrid
 from locdistill.structures import Detections, ImageMeta, Targets, check_targets, targets_look_valid
 
 
-class GFL(nn.Module):
-    """Generalized Focal Loss detector (v1; v2 when the head has DGQP).
+class GFL(DenseDetector[HeadOutputs]):
+    """Generalized Focal Loss detector (v1; v2 when the head has DGQP): family ``GFL`` of the
+    dense-detector contract (:mod:`locdistill.models.detectors.base`; LD as the reference ``LDHead``,
+    the default :class:`~locdistill.models.detectors.base.LDSpec`).
 
     Args:
         backbone: returns C3-C5; has ``out_channels``, ``mean`` and ``std``.
@@ -68,9 +73,15 @@ class GFL(nn.Module):
         self.integral = Integral(head.reg_max)
         self._anchor_cache: dict[tuple, AnchorGrid] = {}
 
+    family = "GFL"
+
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.head.scales)
 
     @property
     def reg_max(self) -> int:
@@ -86,7 +97,23 @@ class GFL(nn.Module):
 
     def forward(self, images: Tensor) -> HeadOutputs:
         """``[B, 3, H, W]`` normalised images -> raw :class:`HeadOutputs` (no decoding, no loss)."""
-        return self.head(self.neck(self.backbone(images)))
+        return self.head(self.features(images))
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """The FPN maps ``[B, F, H_l, W_l]``, stride 8 upward."""
+        return self.neck(self.backbone(images))
+
+    def flatten(self, outputs: HeadOutputs) -> FlatOutputs:
+        """``[B, A, C]`` class and ``[B, A, 4*(R+1)]`` distribution logits, one row per anchor."""
+        return FlatOutputs(flatten_levels(outputs.cls_scores), flatten_levels(outputs.bbox_preds))
+
+    def prior_layout(self) -> list[tuple[str, object]]:
+        """Strides and the anchor side: equal for a teacher whose anchors are the student's."""
+        return [("strides", list(self.strides)), ("anchor scale (octave_base_scale)", self.octave_base_scale)]
+
+    def crosskd_head(self) -> GFLHead:
+        """The head, which CrossKD can split at any tower depth."""
+        return self.head
 
     def anchor_grid(self, outputs: HeadOutputs) -> AnchorGrid:
         """The :class:`AnchorGrid` of the feature sizes of ``outputs``, built once per size and device."""
@@ -169,6 +196,16 @@ class GFL(nn.Module):
         return postprocess(
             outputs, self.anchors(outputs), self.strides, metas, self.integral, self.test_cfg, rescale
         )
+
+
+def require_gfl(model: DenseDetector[Any], what: str) -> GFL:
+    """``model`` as a :class:`GFL`; ``ValueError`` naming ``what`` and the family for any other family
+    (for the parts that read GFL's own layout: ONNX export, ``analyze``, the demo)."""
+    if not isinstance(model, GFL):
+        raise ValueError(
+            f"{what} supports GFL detectors only; this is {article(model.family)} {model.family} detector"
+        )
+    return model
 
 
 def build_gfl(cfg: ModelConfig) -> GFL:

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.batch import MultiAnchorGrid, build_max_iou_assignment
+from locdistill.models.detectors.base import LDSpec
 from locdistill.models.detectors.family import FamilyDetector
 from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.losses.gfl import PositiveSamples
@@ -21,7 +22,8 @@ class RetinaGFL(FamilyDetector):
     """See :class:`~locdistill.models.detectors.family.FamilyDetector`; losses ``loss_cls`` (focal) and
     ``loss_bbox`` (GIoU, weight 2), both divided by ``sum_images max(#pos, 1)``."""
 
-    family = "retina_gfl"
+    family = "RetinaGFL"
+    ld_spec = LDSpec(row="prior", second_region="vlr_negatives")
 
     def build_priors(self, sizes: list[tuple[int, int]], device: torch.device) -> MultiAnchorGrid:
         s = self.settings
