@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from locdistill.config import Config, dump_config, load_config
 from tests.helpers import ROOT, tiny_overrides
@@ -98,3 +99,64 @@ def test_resume_continues_from_the_checkpoint(trained: tuple[str, Path, Path], t
     work = tmp_path / "resumed"
     final = train(cfg, work, resume=str(ckpt))
     assert load_checkpoint(final)["global_iter"] == 3
+
+
+def test_distil_from_a_teacher_of_the_family(trained: tuple[str, Path, Path], tmp_path: Path) -> None:
+    """Every LD term of the family's LD config (main LD, its second region, class KD) is logged and
+    finite; only the student is saved."""
+    from locdistill.engine.checkpoint import load_checkpoint
+    from locdistill.engine.train import train
+
+    family, cfg_yaml, ckpt = trained
+    vlr_weight = {"retina_gfl": 0.15, "atss_gfl": 0.0375, "fcos_gfl": 0.0625}[family]
+    student = family_config(
+        tmp_path,
+        family,
+        [
+            f"distill.teacher_config={cfg_yaml}",
+            f"distill.teacher_checkpoint={ckpt}",
+            "distill.main_ld.enabled=true",
+            f"distill.vlr_ld={{enabled: true, weight: {vlr_weight}, divisor: 4.0}}",
+            "distill.main_kd.enabled=true",
+            "train.log_interval=1",
+        ],
+    )
+    final = train(student, tmp_path / "student")
+    records = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r.get("type") == "train"]
+    for key in ("loss_ld", "loss_ld_vlr", "loss_kd"):
+        assert key in train_records[-1] and np.isfinite(train_records[-1][key])
+    assert not any(k.startswith("teacher.") for k in load_checkpoint(final)["model"])
+
+
+@pytest.mark.parametrize("teacher_family", ["gfl", "other"])
+def test_a_teacher_of_another_family_is_refused_in_one_line(
+    trained: tuple[str, Path, Path], tmp_path: Path, teacher_family: str
+) -> None:
+    from locdistill.engine.build import build_module
+
+    family, _, _ = trained
+    other = {"retina_gfl": "atss_gfl", "atss_gfl": "fcos_gfl", "fcos_gfl": "retina_gfl"}[family]
+    t_family = other if teacher_family == "other" else "gfl"
+    if t_family == "gfl":
+        teacher_cfg = load_config(
+            ROOT / "src/locdistill/configs/_base_/models/gfl_r50_fpn.yaml", tiny_overrides(tmp_path / "data")
+        )
+    else:
+        teacher_cfg = family_config(tmp_path / "t", t_family)
+    teacher_yaml = tmp_path / "wrong_teacher.yaml"
+    dump_config(teacher_cfg, teacher_yaml)
+    from locdistill.engine.checkpoint import save_checkpoint
+    from locdistill.models.build import build_detector
+
+    teacher_ckpt = tmp_path / "wrong_teacher.pth"
+    save_checkpoint(teacher_ckpt, {"model": build_detector(teacher_cfg.model).state_dict()})
+    student = family_config(
+        tmp_path,
+        family,
+        [f"distill.teacher_config={teacher_yaml}", f"distill.teacher_checkpoint={teacher_ckpt}"],
+    )
+    with pytest.raises(ValueError) as err:
+        build_module(student, 1, torch.device("cpu"))
+    message = str(err.value)
+    assert "\n" not in message and "LD needs a teacher of the student's family" in message
