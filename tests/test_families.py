@@ -82,12 +82,13 @@ def test_export_onnx_with_nms_agrees_with_pytorch(trained: tuple[str, Path, Path
     from locdistill.export import export_onnx
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
-    _, _, ckpt = trained
+    family, _, ckpt = trained
     model, _ = build_detector_from_checkpoint(ckpt)
     path = export_onnx(model, tmp_path / "m.onnx", (64, 64), with_nms=True, check=True)
     assert path.is_file()
-    path = export_onnx(model, tmp_path / "raw.onnx", (64, 64), with_nms=False, check=True)
-    assert path.is_file()
+    if family == "retina_gfl":  # the per-prior graph (no NMS) is the same code for every family
+        path = export_onnx(model, tmp_path / "raw.onnx", (64, 64), with_nms=False, check=True)
+        assert path.is_file()
 
 
 def test_resume_continues_from_the_checkpoint(trained: tuple[str, Path, Path], tmp_path: Path) -> None:
