@@ -104,7 +104,7 @@ def test_resume_continues_from_the_checkpoint(trained: tuple[str, Path, Path], t
 
 def test_distil_from_a_teacher_of_the_family(trained: tuple[str, Path, Path], tmp_path: Path) -> None:
     """Every LD term of the family's LD config (main LD, its second region, class KD) is logged and
-    finite; only the student is saved."""
+    finite, also under AMP; only the student is saved."""
     from locdistill.engine.checkpoint import load_checkpoint
     from locdistill.engine.train import train
 
@@ -120,6 +120,8 @@ def test_distil_from_a_teacher_of_the_family(trained: tuple[str, Path, Path], tm
             f"distill.vlr_ld={{enabled: true, weight: {vlr_weight}, divisor: 4.0}}",
             "distill.main_kd.enabled=true",
             "train.log_interval=1",
+            "train.amp=true",  # bfloat16 autocast on CPU: the losses still run in float32
+            "train.amp_dtype=bfloat16",
         ],
     )
     final = train(student, tmp_path / "student")
@@ -161,3 +163,27 @@ def test_a_teacher_of_another_family_is_refused_in_one_line(
         build_module(student, 1, torch.device("cpu"))
     message = str(err.value)
     assert "\n" not in message and "LD needs a teacher of the student's family" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_two_process_training_agrees_across_ranks(tmp_path: Path, family: str) -> None:
+    """DDP (two CPU processes, gloo): every parameter gets a gradient (no unused-parameter error) and
+    the all-reduced losses are identical on both ranks."""
+    from tests.engine.test_distributed import read_jsonl, run_torchrun, torchrun
+
+    if torchrun() is None:
+        pytest.skip("torchrun is not installed")
+    cfg_file = tmp_path / f"{family}.yaml"
+    cfg_file.write_text(
+        f"_base_: {ROOT / 'src/locdistill/configs/_base_/models' / f'{family}_r50_fpn.yaml'}\n"
+    )
+    sets = [*tiny_overrides(tmp_path / "data"), "data.train.num_images=8", "train.max_iters=2"]
+    work = tmp_path / "work"
+    run_torchrun(
+        ["train", str(cfg_file), "--work-dir", str(work), "--set", *sets, "train.log_interval=1"], tmp_path
+    )
+    rank0, rank1 = read_jsonl(work / "metrics.jsonl"), read_jsonl(work / "metrics.rank1.jsonl")
+    train0 = [r for r in rank0 if r["type"] == "train"]
+    train1 = [r for r in rank1 if r["type"] == "train"]
+    assert len(train0) == 2 and [r["loss"] for r in train0] == [r["loss"] for r in train1]
