@@ -187,3 +187,18 @@ def test_two_process_training_agrees_across_ranks(tmp_path: Path, family: str) -
     train0 = [r for r in rank0 if r["type"] == "train"]
     train1 = [r for r in rank1 if r["type"] == "train"]
     assert len(train0) == 2 and [r["loss"] for r in train0] == [r["loss"] for r in train1]
+
+
+def test_analyze_teacher_against_student(trained: tuple[str, Path, Path], tmp_path: Path) -> None:
+    """``locdistill analyze`` reads the family through the contract (its rows per prior and its
+    assignment): the report is written and the teacher against itself has zero KL."""
+    from locdistill.cli import main
+
+    _, cfg_yaml, ckpt = trained
+    out = tmp_path / "analysis"
+    args = ["analyze", str(ckpt), str(ckpt), "--names", "teacher", "student", "--data", str(cfg_yaml)]
+    assert main([*args, "--out", str(out), "--num-objects", "1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["positives"] > 0
+    kl = report["kl_per_level"]
+    assert all(v in (0.0, None) for v in kl["student"]["positives"])
