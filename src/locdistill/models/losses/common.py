@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.centerness import centerness_target, point_box_distances
+from locdistill.models.heads.outputs import flatten_levels
 from locdistill.models.losses.gfl import PositiveSamples
 from locdistill.ops.box_ops import box_centers
 
@@ -14,8 +14,9 @@ from locdistill.ops.box_ops import box_centers
 def flatten_priors(maps: list[Tensor], k: int) -> Tensor:
     """Per-level ``[B, A*k, H_l, W_l]`` (anchor-major channels) -> ``[B, sum_l H_l*W_l*A, k]``, priors in
     the order of :mod:`locdistill.models.priors.multi_anchors` (location-major, anchors of a location
-    consecutive), levels concatenated."""
-    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, k) for m in maps], dim=1)
+    consecutive), levels concatenated: :func:`~locdistill.models.heads.outputs.flatten_levels` with
+    ``A = channels / k``."""
+    return flatten_levels(maps, maps[0].shape[1] // k)
 
 
 def level_sum(values: Tensor, level: Tensor, num_levels: int) -> Tensor:
