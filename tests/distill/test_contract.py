@@ -159,3 +159,15 @@ def test_the_distiller_follows_the_students_ld_spec() -> None:
     assert not torch.equal(gfl["loss_ld"], retina["loss_ld"]) and torch.equal(
         gfl["loss_kd"], retina["loss_kd"]
     )
+
+
+def test_model_type_is_stored_and_an_old_config_means_gfl() -> None:
+    from locdistill.config import Config, ConfigError, config_from_dict, to_dict
+
+    raw = to_dict(Config())
+    assert raw["model"]["type"] == "gfl"  # saved with every checkpoint's config
+    del raw["model"]["type"]
+    assert config_from_dict(raw).model.type == "gfl"
+    raw["model"]["type"] = "yolo_dfl"
+    with pytest.raises(ConfigError, match="type"):
+        config_from_dict(raw)
