@@ -11,14 +11,11 @@ import torch
 from locdistill.distill.ld_loss import main_kd_loss, main_ld_loss, vlr_ld_loss
 from locdistill.distill.regions import second_region
 from locdistill.models.assigners.atss_threshold import atss_threshold
-from locdistill.models.assigners.batch import (
-    MultiAnchorGrid,
-    build_max_iou_assignment,
-    build_point_assignment,
-)
+from locdistill.models.assigners.batch import build_max_iou_assignment, build_point_assignment
 from locdistill.models.detectors.atss_gfl import ATSSGFL
 from locdistill.models.detectors.fcos_gfl import FCOSGFL
 from locdistill.models.detectors.retina_gfl import RetinaGFL
+from locdistill.models.priors.multi_anchors import MultiAnchorGrid
 from locdistill.models.priors.points import multi_level_points
 from locdistill.ops.box_ops import bbox_overlaps
 from locdistill.structures import ImageMeta, Targets

@@ -10,11 +10,7 @@ import pytest
 import torch
 
 from locdistill.models.assigners.assignment import Assignment, build_assignment
-from locdistill.models.assigners.batch import (
-    MultiAnchorGrid,
-    build_max_iou_assignment,
-    build_point_assignment,
-)
+from locdistill.models.assigners.batch import build_max_iou_assignment, build_point_assignment
 from locdistill.models.assigners.fcos_targets import DEFAULT_REGRESS_RANGES
 from locdistill.models.family_postprocess import family_postprocess
 from locdistill.models.heads.family_outputs import FamilyOutputs
@@ -25,6 +21,7 @@ from locdistill.models.losses.gfl import positive_samples
 from locdistill.models.losses.retina_gfl import retina_gfl_loss
 from locdistill.models.postprocess import PostProcessConfig
 from locdistill.models.priors.anchors import AnchorGrid
+from locdistill.models.priors.multi_anchors import MultiAnchorGrid
 from locdistill.models.priors.points import multi_level_points
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta, Targets

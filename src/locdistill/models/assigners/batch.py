@@ -1,6 +1,7 @@
 """Batch assignments of the non-GFL families: MaxIoU over multi-anchor grids (RetinaGFL) and FCOS
 points. Both give a :class:`~locdistill.models.assigners.assignment.Assignment` (ATSS-GFL uses
-:func:`~locdistill.models.assigners.assignment.build_assignment` as GFL does).
+:func:`~locdistill.models.assigners.assignment.build_assignment` as GFL does). The multi-anchor grid is
+:class:`~locdistill.models.priors.multi_anchors.MultiAnchorGrid`.
 
 Anchors outside an image's own padded area are removed before assignment and filled back as background
 with label weight 0 (mmdetection's ``valid_flags`` / ``unmap``); FCOS uses every point.
@@ -17,48 +18,8 @@ from locdistill.models.assigners.assignment import Assignment
 from locdistill.models.assigners.atss_threshold import atss_threshold
 from locdistill.models.assigners.fcos_targets import fcos_targets, level_ranges_and_radii
 from locdistill.models.assigners.max_iou import max_iou_assign
-from locdistill.models.priors.anchors import AnchorGrid, ValidAnchors
-from locdistill.models.priors.multi_anchors import multi_level_grid_anchors, multi_level_valid_flags
+from locdistill.models.priors.multi_anchors import MultiAnchorGrid
 from locdistill.structures import ImageMeta, Targets
-
-
-class MultiAnchorGrid(AnchorGrid):
-    """An :class:`~locdistill.models.priors.anchors.AnchorGrid` with ``A`` anchors per location
-    (:mod:`locdistill.models.priors.multi_anchors` order)."""
-
-    def __init__(
-        self,
-        featmap_sizes: list[tuple[int, int]],
-        strides: list[int],
-        octave_base_scale: float = 4.0,
-        scales_per_octave: int = 3,
-        ratios: tuple[float, ...] | list[float] = (0.5, 1.0, 2.0),
-        device: torch.device | None = None,
-    ) -> None:
-        per_level = multi_level_grid_anchors(
-            [(int(h), int(w)) for h, w in featmap_sizes],
-            strides,
-            octave_base_scale,
-            scales_per_octave,
-            ratios,
-            device,
-        )
-        self.num_base_anchors = len(ratios) * scales_per_octave
-        super().__init__(featmap_sizes, strides, octave_base_scale, device, per_level=per_level)
-
-    def valid(self, pad_shape: tuple[int, int]) -> ValidAnchors:
-        key = (int(pad_shape[0]), int(pad_shape[1]))
-        found = self._valid.get(key)
-        if found is None:
-            if len(self._valid) >= self.max_pad_shapes:
-                self._valid.clear()
-            flags = multi_level_valid_flags(
-                self.featmap_sizes, self.strides, key, self.num_base_anchors, self.anchors.device
-            )
-            index = flags.nonzero().squeeze(1)
-            counts = [int(f.sum()) for f in flags.split(self.num_level_anchors)]
-            found = self._valid[key] = ValidAnchors(flags, index, self.anchors[index], counts)
-        return found
 
 
 def build_max_iou_assignment(

@@ -8,12 +8,13 @@ import torch
 from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment
-from locdistill.models.assigners.batch import MultiAnchorGrid, build_max_iou_assignment
+from locdistill.models.assigners.batch import build_max_iou_assignment
 from locdistill.models.detectors.base import LDSpec
 from locdistill.models.detectors.family import FamilyDetector
 from locdistill.models.heads.family_outputs import FamilyOutputs
 from locdistill.models.losses.gfl import PositiveSamples
 from locdistill.models.losses.retina_gfl import retina_gfl_loss
+from locdistill.models.priors.multi_anchors import MultiAnchorGrid
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import ImageMeta, Targets
 

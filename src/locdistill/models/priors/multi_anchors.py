@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from locdistill.models.priors.anchors import AnchorGrid, ValidAnchors
+
 
 def base_anchors(
     stride: int,
@@ -96,3 +98,42 @@ def multi_level_valid_flags(
         loc = (valid_y[:, None] & valid_x[None, :]).reshape(-1)
         flags.append(loc[:, None].expand(-1, num_base_anchors).reshape(-1))
     return torch.cat(flags)
+
+
+class MultiAnchorGrid(AnchorGrid):
+    """An :class:`~locdistill.models.priors.anchors.AnchorGrid` with ``A`` anchors per location
+    (:mod:`locdistill.models.priors.multi_anchors` order)."""
+
+    def __init__(
+        self,
+        featmap_sizes: list[tuple[int, int]],
+        strides: list[int],
+        octave_base_scale: float = 4.0,
+        scales_per_octave: int = 3,
+        ratios: tuple[float, ...] | list[float] = (0.5, 1.0, 2.0),
+        device: torch.device | None = None,
+    ) -> None:
+        per_level = multi_level_grid_anchors(
+            [(int(h), int(w)) for h, w in featmap_sizes],
+            strides,
+            octave_base_scale,
+            scales_per_octave,
+            ratios,
+            device,
+        )
+        self.num_base_anchors = len(ratios) * scales_per_octave
+        super().__init__(featmap_sizes, strides, octave_base_scale, device, per_level=per_level)
+
+    def valid(self, pad_shape: tuple[int, int]) -> ValidAnchors:
+        key = (int(pad_shape[0]), int(pad_shape[1]))
+        found = self._valid.get(key)
+        if found is None:
+            if len(self._valid) >= self.max_pad_shapes:
+                self._valid.clear()
+            flags = multi_level_valid_flags(
+                self.featmap_sizes, self.strides, key, self.num_base_anchors, self.anchors.device
+            )
+            index = flags.nonzero().squeeze(1)
+            counts = [int(f.sum()) for f in flags.split(self.num_level_anchors)]
+            found = self._valid[key] = ValidAnchors(flags, index, self.anchors[index], counts)
+        return found
