@@ -168,7 +168,7 @@ def test_a_teacher_of_another_family_is_refused_in_one_line(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ["retina_gfl", "fcos_gfl"])  # ATSS-GFL has FCOS-GFL's network
 def test_two_process_training_agrees_across_ranks(tmp_path: Path, family: str) -> None:
     """DDP (two CPU processes, gloo): every parameter gets a gradient (no unused-parameter error) and
     the all-reduced losses are identical on both ranks."""
