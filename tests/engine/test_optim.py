@@ -87,3 +87,23 @@ def test_optimizer_is_sgd_with_weight_decay_on_every_trainable_parameter() -> No
     ids = {id(p) for p in group["params"]}
     assert id(model[0].weight) not in ids
     assert {id(model[1].weight), id(model[1].bias), id(model[0].bias)} <= ids  # norms and biases decay too
+
+
+def test_bias_lr_and_decay_mults_apply_to_non_norm_biases_only() -> None:
+    """FCOS's paramwise settings (mmcv): conv biases get lr x2 and no weight decay; GroupNorm's bias and
+    every weight keep the base values."""
+    from torch import nn
+
+    from locdistill.config import OptimConfig
+    from locdistill.engine.optim import build_optimizer
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(4, 8), nn.Conv2d(8, 2, 1))
+    opt = build_optimizer(model, OptimConfig(weight_decay=1e-4, bias_lr_mult=2.0, bias_decay_mult=0.0), 0.01)
+    assert len(opt.param_groups) == 2
+    base, bias = opt.param_groups
+    assert {id(p) for p in bias["params"]} == {id(model[0].bias), id(model[2].bias)}
+    assert bias["lr"] == 0.02 and bias["weight_decay"] == 0.0
+    assert base["lr"] == 0.01 and base["weight_decay"] == 1e-4
+    assert id(model[1].bias) in {id(p) for p in base["params"]}
+    plain = build_optimizer(model, OptimConfig(), 0.01)
+    assert len(plain.param_groups) == 1

@@ -22,7 +22,7 @@ from torch.utils.data import Subset
 from locdistill.analysis.collect import REGIONS, Collected, collect
 from locdistill.analysis.edges import SIDES
 from locdistill.config import Config, load_config
-from locdistill.models.detectors.gfl import GFL, require_gfl
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.zoo import is_zoo_ref, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,14 @@ ROLES = ("teacher", "student", "baseline")
 COLORS = ("tab:green", "tab:red", "tab:gray")
 
 
-def load_model(path: Path, device: torch.device) -> tuple[GFL, Config]:
+def load_model(path: Path, device: torch.device) -> tuple[DenseDetector[Any], Config]:
     """The detector of a checkpoint, built from the config stored in it, in eval mode on ``device``
     (:func:`~locdistill.models.from_checkpoint.build_detector_from_checkpoint`: a file that stores no
     config is refused with a one-line error)."""
     from locdistill.models.from_checkpoint import build_detector_from_checkpoint
 
     model, info = build_detector_from_checkpoint(path, device=device)
-    return require_gfl(model, f"locdistill analyze ({path})"), info.config
+    return model, info.config
 
 
 def model_paths(args: argparse.Namespace) -> dict[str, Path]:
@@ -57,8 +57,9 @@ def model_paths(args: argparse.Namespace) -> dict[str, Path]:
     return paths
 
 
-def check_models(models: dict[str, GFL], paths: dict[str, Path]) -> None:
-    """Every model must fit the first (the teacher): strides, anchors, reg_max, levels and classes."""
+def check_models(models: dict[str, DenseDetector[Any]], paths: dict[str, Path]) -> None:
+    """Every model must fit the first (the teacher): family, strides, anchors, reg_max, levels and
+    classes."""
     from locdistill.distill.distiller import check_fit
 
     (t_name, teacher), *others = models.items()
@@ -122,7 +123,7 @@ def edge_error_numbers(err: torch.Tensor, strides: torch.Tensor) -> dict[str, di
 
 
 def build_report(
-    models: dict[str, GFL],
+    models: dict[str, DenseDetector[Any]],
     configs: dict[str, Config],
     paths: dict[str, Path],
     data_cfg: Config,

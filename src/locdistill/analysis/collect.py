@@ -25,8 +25,7 @@ from torch import Tensor
 
 from locdistill.analysis.edges import renormalize
 from locdistill.distill.regions import vlr_region
-from locdistill.models.detectors.gfl import GFL
-from locdistill.models.heads.outputs import flatten_levels
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch, Detections
 
@@ -98,7 +97,7 @@ def ground_truth_distances(anchors: Tensor, boxes: Tensor, strides: Tensor) -> T
 
 @torch.inference_mode()
 def collect(
-    models: dict[str, GFL],
+    models: dict[str, DenseDetector[Any]],
     teacher: str,
     loader: Any,
     normalization: tuple[Any, Any],
@@ -139,9 +138,9 @@ def collect(
         out.positive_levels.append(level.cpu())
         out.num_images += len(batch)
         out.num_objects += sum(len(t) for t in batch.targets)
-        t_reg = flatten_levels(outputs[teacher].bbox_preds)
+        t_reg = reference.flatten(outputs[teacher]).reg
         for name, m in models.items():
-            reg = flatten_levels(outputs[name].bbox_preds)
+            reg = m.flatten(outputs[name]).reg
             pred = m.integral(reg[b_idx, a_idx].float()).cpu()
             stats[name].errors.append(pred - gt)
             for region, (rb, ra, lvl) in regions.items():

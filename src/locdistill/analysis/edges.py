@@ -8,7 +8,7 @@ from the anchor centre in stride units) is drawn, with the ground-truth distance
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from locdistill.models.assigners.assignment import Assignment
-from locdistill.models.detectors.gfl import GFL
-from locdistill.models.heads.outputs import HeadOutputs
+from locdistill.models.detectors.base import DenseDetector
 from locdistill.ops.box_ops import box_centers
 from locdistill.structures import Batch
 
@@ -25,12 +24,14 @@ SIDES = ("left", "top", "right", "bottom")
 PALETTE = ("tab:green", "tab:red", "tab:gray", "tab:blue", "tab:orange", "tab:purple")
 
 
-def flat_box_logits(outputs: HeadOutputs) -> Tensor:
-    """``[B, 4*(reg_max+1), A]`` edge-distribution logits, levels concatenated in anchor order."""
-    return torch.cat([p.flatten(2) for p in outputs.bbox_preds], dim=2)
+def to_cpu(outputs: Any) -> Any:
+    """A detector's raw outputs (a NamedTuple of per-level tensor lists) with every tensor on the CPU."""
+    return type(outputs)(*[[t.cpu() for t in part] for part in outputs])
 
 
-def renormalize(images: Tensor, src: tuple[Sequence[float], Sequence[float]], model: GFL) -> Tensor:
+def renormalize(
+    images: Tensor, src: tuple[Sequence[float], Sequence[float]], model: DenseDetector[Any]
+) -> Tensor:
     """``images`` normalised with ``src = (mean, std)`` re-normalised for ``model``'s backbone
     (the same tensor when they agree); the zero padding of a batch is not re-normalised exactly."""
     mean, std = src
@@ -64,7 +65,7 @@ def pick_objects(targets: Any, gts: list[Any], num: int) -> list[tuple[int, int,
 
 
 def plot_edge_distributions(
-    models: dict[str, GFL],
+    models: Mapping[str, DenseDetector[Any]],
     batch: Batch,
     normalization: tuple[Sequence[float], Sequence[float]],
     class_names: Sequence[str],
@@ -88,10 +89,9 @@ def plot_edge_distributions(
         images = batch.images.to(device)
         outputs = {}
         for name, m in models.items():
-            out = m(renormalize(images, normalization, m))
-            outputs[name] = HeadOutputs([c.cpu() for c in out.cls_scores], [r.cpu() for r in out.bbox_preds])
+            outputs[name] = to_cpu(m(renormalize(images, normalization, m)))
     targets: Assignment = first.assign(next(iter(outputs.values())), batch.targets, batch.metas)
-    logits = {name: flat_box_logits(out) for name, out in outputs.items()}
+    logits = {name: models[name].flatten(out).reg for name, out in outputs.items()}  # [B, A, 4*(R+1)]
     picks = pick_objects(targets, batch.targets, num_objects)
     colors = colors or {name: PALETTE[k % len(PALETTE)] for k, name in enumerate(models)}
     fig, axes = plt.subplots(len(picks) or 1, 5, figsize=(15, 2.7 * max(len(picks), 1)), squeeze=False)
@@ -119,7 +119,7 @@ def plot_edge_distributions(
         name = class_names[label] if label < len(class_names) else str(label)
         ax.set_title(f"{name}, {x2 - x1:.0f}x{y2 - y1:.0f} input px (stride {int(stride)})", fontsize=9)
         ax.axis("off")
-        probs = {n: flat[b, :, a].reshape(4, -1).softmax(dim=-1) for n, flat in logits.items()}
+        probs = {n: flat[b, a].reshape(4, -1).softmax(dim=-1) for n, flat in logits.items()}
         # the bins that carry mass (or the ground truth), for every edge of the row; at least 6 bins
         used = [int((p > 0.03).nonzero()[:, 1].max()) for p in probs.values() if bool((p > 0.03).any())]
         right = min(float(first.reg_max), max([*used, float(gt_dist.max()), 5.0]) + 1.0)

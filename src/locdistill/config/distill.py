@@ -84,3 +84,8 @@ class DistillConfig:
     cache: str = ""
     cache_dtype: Literal["float16", "float32"] = "float16"
     cache_anchors: Literal["all", "needed"] = "all"
+    ld_rows: Literal["auto", "prior", "edge"] = "auto"
+    """Rows of the LD softmax (Main and second-region LD): ``auto`` is the student family's own
+    (``LDSpec.row``: RetinaGFL one ``4*(R+1)``-way row per anchor as the original, the others one
+    ``R+1``-way row per edge); ``prior`` or ``edge`` force one (``edge`` is RetinaGFL's per-edge option,
+    docs/families.md)."""

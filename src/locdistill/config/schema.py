@@ -32,10 +32,14 @@ class BackboneConfig:
 
 @dataclass
 class NeckConfig:
-    """FPN: C3-C5 in, ``num_outs`` maps out (P3-P7), ``out_channels`` each."""
+    """FPN: C3-C5 in, ``num_outs`` maps out (P3-P7), ``out_channels`` each. ``add_extra_convs``: P6 from
+    the P5 output (``on_output``: GFL, ATSS, FCOS) or from C5 (``on_input``: RetinaNet);
+    ``relu_before_extra_convs``: a ReLU before P7's conv (FCOS)."""
 
     out_channels: int = 256
     num_outs: int = 5
+    add_extra_convs: Literal["on_output", "on_input"] = "on_output"
+    relu_before_extra_convs: bool = False
 
 
 @dataclass
@@ -57,6 +61,25 @@ class HeadConfig:
     qfl_beta: float = 2.0
     giou_weight: float = 2.0
     dfl_weight: float = 0.25
+    # The other families (retina_gfl, atss_gfl, fcos_gfl; docs/families.md). Anchors: ``A =
+    # len(anchor_ratios) * scales_per_octave`` per location (RetinaGFL 3 x 3, octave_base_scale 4).
+    scales_per_octave: int = 1
+    anchor_ratios: list[float] = field(default_factory=lambda: [1.0])
+    # RetinaGFL's MaxIoU assignment.
+    pos_iou_thr: float = 0.5
+    neg_iou_thr: float = 0.4
+    min_pos_iou: float = 0.0
+    # FCOS-GFL's point assignment: one [lo, hi] max-distance range per level (pixels; 1e8 = infinity).
+    regress_ranges: list[list[float]] = field(
+        default_factory=lambda: [[-1.0, 64.0], [64.0, 128.0], [128.0, 256.0], [256.0, 512.0], [512.0, 1e8]]
+    )
+    center_sampling: bool = True
+    center_sample_radius: float = 1.5
+    # Focal classification loss and centerness BCE of the three families.
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    focal_weight: float = 1.0
+    centerness_weight: float = 1.0
 
 
 NMS_TYPE_ALIASES = {"voting_cluster_diounms": "voting_cluster_diou"}
@@ -83,19 +106,23 @@ class TestConfig:
     nms_pre: int = 1000
     nms: NMSConfig = field(default_factory=NMSConfig)
     max_per_img: int = 100
+    order: Literal["original", "mmdet3"] = "original"
+    """Post-processing order of retina_gfl / atss_gfl / fcos_gfl (:mod:`locdistill.models.family_postprocess`;
+    GFL always uses mmdetection's)."""
 
 
-MODEL_TYPES = ("gfl",)
+MODEL_TYPES = ("gfl", "retina_gfl", "atss_gfl", "fcos_gfl")
 """The detector families ``model.type`` names (:func:`locdistill.models.build.build_detector`)."""
 
 
 @dataclass
 class ModelConfig:
     """``type``: the detector family, dispatched by :func:`locdistill.models.build.build_detector`
-    (``gfl``: GFL v1, v2 with ``head.dgqp``). It is stored with the config in every checkpoint, so a
-    checkpoint rebuilds its own family; a stored config without it means ``gfl``."""
+    (``gfl``: GFL v1, v2 with ``head.dgqp``; ``retina_gfl``, ``atss_gfl``, ``fcos_gfl``: RetinaNet, ATSS
+    and FCOS with GFL-style distribution box branches, docs/families.md). It is stored with the config
+    in every checkpoint, so a checkpoint rebuilds its own family; a stored config without it means ``gfl``."""
 
-    type: Literal["gfl"] = "gfl"
+    type: Literal["gfl", "retina_gfl", "atss_gfl", "fcos_gfl"] = "gfl"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -153,7 +180,8 @@ class OptimConfig:
     iteration ``warmup_iters - 1``) or ``mmcv`` (mmdetection 2.x's, the seed's: full lr from iteration
     ``warmup_iters``); see ``engine/optim.py``. ``implementation``: PyTorch's SGD kernels (``auto``:
     fused on CPU and CUDA; ``for-loop``, ``foreach`` or ``fused``; the same updates to float32
-    rounding, see ``engine/optim.py``)."""
+    rounding, see ``engine/optim.py``). ``bias_lr_mult`` / ``bias_decay_mult``: lr and weight decay factors
+    for the biases of non-normalisation layers (mmcv ``paramwise_cfg``; FCOS: 2 and 0)."""
 
     lr: float = 0.01
     momentum: float = 0.9
@@ -166,6 +194,8 @@ class OptimConfig:
     grad_clip: float | None = None
     scale_lr: bool = True
     implementation: Literal["auto", "for-loop", "foreach", "fused"] = "auto"
+    bias_lr_mult: float = 1.0
+    bias_decay_mult: float = 1.0
 
 
 @dataclass

@@ -188,6 +188,7 @@ class Distiller(nn.Module):
         gathered here unless given."""
         cfg = self.cfg
         spec = self.student.ld_spec
+        row = spec.row if cfg.ld_rows == "auto" else cfg.ld_rows
         reg_max = self.student.reg_max
         s_cls, s_reg = self.student.flatten(s_out)
         t_cls, t_reg = t_out
@@ -200,7 +201,7 @@ class Distiller(nn.Module):
             out["loss_ld"] = (
                 scale
                 * main_ld_loss(
-                    pos.pred_logits, t_pos, pos.weights, cfg.main_ld.temperature, cfg.main_ld.weight, spec.row
+                    pos.pred_logits, t_pos, pos.weights, cfg.main_ld.temperature, cfg.main_ld.weight, row
                 )
                 + zero
             )
@@ -222,7 +223,7 @@ class Distiller(nn.Module):
                     cfg.vlr_ld.temperature,
                     cfg.vlr_ld.weight,
                     cfg.vlr_ld.divisor,
-                    spec.row,
+                    row,
                 )
                 + zero
             )

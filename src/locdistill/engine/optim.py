@@ -3,7 +3,10 @@
 * ``lr = cfg.lr * total_batch / 16`` where ``total_batch = images_per_gpu * world_size`` (the seed's
   README: "lr = (samples_per_gpu * num_gpu) / 16 * 0.01").
 * One parameter group: weight decay and momentum apply to every trainable parameter, norms, biases and
-  ``Scale`` included (mmdetection's GFL / LD configs set no ``paramwise_cfg``). mmdetection's group
+  ``Scale`` included (mmdetection's GFL / LD configs set no ``paramwise_cfg``), unless ``bias_lr_mult`` /
+  ``bias_decay_mult`` differ from 1 (the FCOS configs: x2 and 0): then the biases of layers that are not
+  normalisation layers form a second group with ``lr * bias_lr_mult`` and ``weight_decay *
+  bias_decay_mult`` (mmcv's ``paramwise_cfg``). mmdetection's group
   also lists the frozen parameters, which never get a gradient and so never move; ours leaves them out.
 * Schedule: the regular lr of epoch ``e`` (0-based) is ``base * gamma ** #{s in steps: s <= e}``
   (mmengine ``MultiStepLR(by_epoch=True, milestones=steps)``, stepped after each epoch; mmcv
@@ -65,9 +68,12 @@ def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig
     float32 rounding. On CPU, for GFL R18 (``benchmarks/bench_sgd.py``), the fused step takes 0.46x the
     for-loop's time (1.0x with channels-last parameters) and the foreach step 1.9x.
     """
+    bias_group: list[nn.Parameter] = []
     if isinstance(params, nn.Module):
+        bias_group = _non_norm_biases(params, cfg)
         params = params.parameters()
-    trainable = [p for p in params if p.requires_grad]
+    in_bias = {id(p) for p in bias_group}
+    trainable = [p for p in params if p.requires_grad and id(p) not in in_bias]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
     impl = getattr(cfg, "implementation", "auto")
@@ -75,8 +81,17 @@ def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig
         impl = "fused" if all(p.device.type in FUSED_DEVICES for p in trainable) else "default"
     foreach = {"for-loop": False, "foreach": True}.get(impl)  # None: PyTorch's choice
     fused = True if impl == "fused" else None
+    groups: list[dict] = [{"params": trainable}]
+    if bias_group:
+        groups.append(
+            {
+                "params": bias_group,
+                "lr": lr * cfg.bias_lr_mult,
+                "weight_decay": cfg.weight_decay * cfg.bias_decay_mult,
+            }
+        )
     return SGD(
-        trainable, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=foreach, fused=fused
+        groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=foreach, fused=fused
     )
 
 
@@ -95,6 +110,31 @@ def warmup_factor(iteration: int, warmup_iters: int, warmup_ratio: float, style:
             return 1.0
         return 1.0 - (1.0 - iteration / warmup_iters) * (1.0 - warmup_ratio)
     raise ValueError(f"train.optim.warmup_style must be one of {WARMUP_STYLES}, got {style!r}")
+
+
+NORM_LAYERS = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
+
+
+def _non_norm_biases(module: nn.Module, cfg: OptimConfig) -> list[nn.Parameter]:
+    """The trainable ``bias`` parameters of non-normalisation layers, when the config treats biases
+    specially (mmcv applies ``bias_lr_mult`` / ``bias_decay_mult`` to exactly these); else none."""
+    if getattr(cfg, "bias_lr_mult", 1.0) == 1.0 and getattr(cfg, "bias_decay_mult", 1.0) == 1.0:
+        return []
+    out: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for m in module.modules():
+        bias = getattr(m, "bias", None)
+        if not isinstance(bias, nn.Parameter) or isinstance(m, NORM_LAYERS):
+            continue
+        if bias.requires_grad and id(bias) not in seen:
+            seen.add(id(bias))
+            out.append(bias)
+    return out
 
 
 def lr_factor(

@@ -41,8 +41,10 @@ import numpy as np
 import torch
 
 from locdistill.export.check import ExportParityError, default_check_images, parity_check
+from locdistill.export.family_onnx import export_family_onnx
 from locdistill.export.graph import ExportableGFL
 from locdistill.export.preprocess import Recipe, preprocess
+from locdistill.models.detectors.family import FamilyDetector
 from locdistill.models.detectors.gfl import GFL, require_gfl
 from locdistill.utils.atomic_write import atomic_write
 
@@ -180,8 +182,20 @@ def run_export(args: argparse.Namespace) -> int:
     built, info = build_detector_from_checkpoint(
         args.checkpoint, args.config, getattr(args, "set", None) or []
     )
-    model = require_gfl(built, "locdistill export")
     cfg = info.config
+    if isinstance(built, FamilyDetector):  # fixed input size (export/family_onnx.py)
+        if args.img_size:
+            size = (int(args.img_size[0]), int(args.img_size[1]))
+        else:
+            long_side, short_side = cfg.data.img_scale
+            size = (-(-short_side // 32) * 32, -(-long_side // 32) * 32)
+        path = export_family_onnx(built, args.out, size, args.with_nms, class_names=info.class_names)
+        print(
+            f"exported {cfg.source} with {args.checkpoint} to {path} (input Bx3x{size[0]}x{size[1]}, "
+            f"dynamic batch, fixed size; nms={cfg.model.test.nms.type if args.with_nms else 'none'})"
+        )
+        return 0
+    model = require_gfl(built, "locdistill export")
     scale = [int(v) for v in args.img_size] if args.img_size else list(cfg.data.img_scale)
     recipe = recipe_for(scale, cfg.data.size_divisor, *resolve_mean_std(cfg.data, model.mean, model.std))
     paths = getattr(args, "check_image", None) or []

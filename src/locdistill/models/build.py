@@ -16,6 +16,7 @@ from typing import Any
 
 from locdistill.config import ModelConfig
 from locdistill.models.detectors.base import DenseDetector
+from locdistill.models.detectors.family_build import build_family
 from locdistill.models.detectors.gfl import build_gfl
 
 
@@ -27,4 +28,6 @@ def build_detector(cfg: ModelConfig) -> DenseDetector[Any]:
     """
     if cfg.type == "gfl":
         return build_gfl(cfg)
+    if cfg.type in ("retina_gfl", "atss_gfl", "fcos_gfl"):
+        return build_family(cfg)
     raise ValueError(f"model.type: unknown detector family {cfg.type!r}")

@@ -32,6 +32,7 @@ __all__ = [
     "Placeholder",
     "UnsafeCheckpointError",
     "convert_mmdet_checkpoint",
+    "infer_family",
     "infer_head_settings",
     "is_mmdet_checkpoint",
     "mmdet_class_names",
@@ -60,13 +61,31 @@ def mmdet_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, Te
     if not is_mmdet_checkpoint(obj):
         raise ValueError(f"{source}: not an mmdetection checkpoint (no 'state_dict' with detector keys)")
     state = {k: v for k, v in obj["state_dict"].items() if isinstance(v, Tensor)}
-    if "bbox_head.gfl_cls.weight" not in state or "bbox_head.gfl_reg.weight" not in state:
+    if not any(
+        f"bbox_head.{c}.weight" in state and f"bbox_head.{r}.weight" in state for c, r in HEAD_OUTPUTS
+    ):
         heads = sorted({k.split(".")[1] for k in state if k.startswith("bbox_head.")})[:8]
         raise ValueError(
             f"{source}: not a GFL/LD detector checkpoint: its bbox_head has {heads or 'no layers'}, "
-            "expected gfl_cls and gfl_reg"
+            "expected gfl_cls and gfl_reg (or the LD code's RetinaGFL / ATSS-GFL atss_cls and atss_reg, "
+            "FCOS-GFL conv_cls and conv_reg)"
         )
     return convert_detector_state_dict(state)
+
+
+HEAD_OUTPUTS = (("gfl_cls", "gfl_reg"), ("atss_cls", "atss_reg"), ("conv_cls", "conv_reg"))
+"""The (class, distribution) output convs of the heads an mmdetection checkpoint may hold: GFL, the LD
+code's RetinaGFL / ATSS-GFL, its FCOS-GFL."""
+
+
+def infer_family(state: dict[str, Tensor]) -> str:
+    """``model.type`` of converted weights: ``gfl``, ``retina_gfl`` (``atss_cls`` without centerness),
+    ``atss_gfl`` or ``fcos_gfl``."""
+    if "head.gfl_cls.weight" in state:
+        return "gfl"
+    if "head.conv_cls.weight" in state:
+        return "fcos_gfl"
+    return "atss_gfl" if "head.atss_centerness.weight" in state else "retina_gfl"
 
 
 def mmdet_meta(obj: Any) -> dict[str, Any]:
@@ -100,13 +119,21 @@ def mmdet_class_names(obj: Any) -> list[str] | None:
 
 
 def infer_head_settings(state: dict[str, Tensor]) -> dict[str, Any]:
-    """Head settings readable from converted weights: classes, reg_max, width, depth, DGQP, FPN width."""
-    cls_w = state["head.gfl_cls.weight"]
-    reg_w = state["head.gfl_reg.weight"]
+    """Head settings readable from converted weights: the family (``type``), classes, reg_max, width,
+    depth, DGQP, FPN width (and the anchors per location of RetinaGFL)."""
+    family = infer_family(state)
+    cls_name, reg_name = {"gfl": HEAD_OUTPUTS[0], "fcos_gfl": HEAD_OUTPUTS[2]}.get(family, HEAD_OUTPUTS[1])
+    cls_w = state[f"head.{cls_name}.weight"]
+    reg_w = state[f"head.{reg_name}.weight"]
     stacked = len({k.split(".")[2] for k in state if k.startswith("head.cls_convs.")})
+    anchors = 1
+    if family == "retina_gfl":  # A*C class and A*4*(R+1) box channels: A from the ratio of the two
+        anchors = 9 if int(cls_w.shape[0]) % 9 == 0 and int(reg_w.shape[0]) % 9 == 0 else 1
     return {
-        "num_classes": int(cls_w.shape[0]),
-        "reg_max": int(reg_w.shape[0]) // 4 - 1,
+        "type": family,
+        "num_anchors": anchors,
+        "num_classes": int(cls_w.shape[0]) // anchors,
+        "reg_max": int(reg_w.shape[0]) // anchors // 4 - 1,
         "feat_channels": int(cls_w.shape[1]),
         "stacked_convs": stacked,
         "dgqp": any(k.startswith("head.dgqp.") for k in state),
