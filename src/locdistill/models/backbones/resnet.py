@@ -92,6 +92,8 @@ class ResNet(StagedBackbone):
         self.layer3 = self._make_layer(block, self.planes[2], layers[2], stride=2)
         self.layer4 = self._make_layer(block, self.planes[3], layers[3], stride=2)
         self._init_weights()
+        if groups == 1:
+            self._zero_init_residual()
         for stage, use_dcn in enumerate(self.dcn):
             if use_dcn:
                 self._make_deformable(self.stages[stage])
@@ -120,6 +122,18 @@ class ResNet(StagedBackbone):
             )
             self.inplanes = planes * block.expansion
         return nn.Sequential(*layers)
+
+    def _zero_init_residual(self) -> None:
+        """Zero the last BatchNorm of every block (``bn2`` basic, ``bn3`` bottleneck; weight and bias), so
+        each residual branch starts at zero: mmdetection ``ResNet(zero_init_residual=True)``, its default
+        when training from scratch. mmdetection's ResNeXt and Res2Net blocks are other classes, which its
+        rule (``block is Bottleneck``) skips, so ``groups > 1`` keeps 1 as there. Pretrained weights
+        overwrite these values."""
+        for stage in self.stages:
+            for block in stage:
+                last = block.bn3 if isinstance(block, Bottleneck) else block.bn2
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
     def _make_deformable(self, layer: nn.Sequential) -> None:
         """Swap each bottleneck's ``conv2`` (3x3, maybe stride 2) for a deformable conv that keeps its
