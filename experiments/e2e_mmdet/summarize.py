@@ -16,13 +16,19 @@ import contextlib
 import io
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-SIDES = {"ours": "locdistill", "mmdet": "mmdetection 3.3.0"}
+SIDES = {
+    "ours": "locdistill",
+    "ours_main_init": "locdistill, BN 1 in residual branches",
+    "mmdet": "mmdetection 3.3.0",
+}
+"""Run folder -> row label (``ours_main_init``: our side before the ResNet zero-init fix, if present)."""
 METRICS = ("AP", "AP50", "AP75")
 
 
@@ -79,6 +85,45 @@ def collect(data: Path, runs: Path) -> dict[str, dict[int, dict[str, float]]]:
     return out
 
 
+LOG_FILES = {"ours": "train.out", "ours_main_init": "train.out", "mmdet": "run.out"}
+LOSSES = ("loss_cls", "loss_bbox", "loss_dfl")
+OURS_LINE = re.compile(
+    r"epoch (\d+) iter (\d+)/\d+ .*?loss_bbox ([\d.]+) loss_cls ([\d.]+) loss_dfl ([\d.]+)"
+)
+MMDET_LINE = re.compile(
+    r"Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/\d+\].*?"
+    r"loss_cls: ([\d.]+)\s+loss_bbox: ([\d.]+)\s+loss_dfl: ([\d.]+)"
+)
+
+
+def epoch_losses(runs: Path, side: str) -> dict[int, dict[str, float]]:
+    """epoch (1-based) -> mean of each logged loss term over that epoch's log points (20-iteration
+    means on both sides) and over the seeds with a finished run."""
+    sums: dict[int, dict[str, list[float]]] = {}
+    for dets in sorted((runs / side).glob("seed*/dets.json")):
+        text = (dets.parent / LOG_FILES[side]).read_text(errors="replace")
+        for m in (OURS_LINE if side != "mmdet" else MMDET_LINE).finditer(text):
+            epoch = int(m.group(1))
+            values = [float(v) for v in m.groups()[2:]]
+            if side != "mmdet":  # ours logs bbox, cls, dfl
+                values = [values[1], values[0], values[2]]
+            for name, v in zip(LOSSES, values):
+                sums.setdefault(epoch, {}).setdefault(name, []).append(v)
+    return {e: {k: statistics.mean(v) for k, v in d.items()} for e, d in sorted(sums.items())}
+
+
+def loss_table(runs: Path, sides: list[str]) -> str:
+    """Per epoch, each side's mean QFL / GIoU / DFL training loss (Markdown)."""
+    curves = {side: epoch_losses(runs, side) for side in sides}
+    head = "| epoch | " + " | ".join(f"{SIDES[s]} {n}" for s in sides for n in ("QFL", "GIoU", "DFL")) + " |"
+    lines = [head, "|" + " --- |" * (1 + 3 * len(sides))]
+    epochs = sorted(set().union(*[c.keys() for c in curves.values()]))
+    for e in epochs:
+        cells = [f"{curves[s][e][n]:.3f}" if e in curves[s] else "" for s in sides for n in LOSSES]
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
     """The Markdown table and the Welch test lines."""
     lines = ["| side | seed | AP | AP50 | AP75 | train s |", "| --- | --- | --- | --- | --- | --- |"]
@@ -94,8 +139,11 @@ def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
             )
             secs = statistics.mean(r["train_s"] for r in rows.values())
             lines.append(f"| {SIDES[side]} | mean ± std | {cells} | {secs:.0f} |")
-    ours, theirs = results.get("ours", {}), results.get("mmdet", {})
-    if len(ours) >= 2 and len(theirs) >= 2:
+    theirs = results.get("mmdet", {})
+    for side in ("ours", "ours_main_init"):
+        ours = results.get(side, {})
+        if len(ours) < 2 or len(theirs) < 2:
+            continue
         lines.append("")
         for m in METRICS:
             a, b = [r[m] for r in ours.values()], [r[m] for r in theirs.values()]
@@ -103,7 +151,7 @@ def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
             diff = statistics.mean(a) - statistics.mean(b)
             pooled = math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
             lines.append(
-                f"- {m}: locdistill - mmdetection = {diff:+.2f} (pooled std {pooled:.2f}); "
+                f"- {m}: {SIDES[side]} - mmdetection = {diff:+.2f} (pooled std {pooled:.2f}); "
                 f"Welch t = {t:+.2f}, df = {df:.1f}, two-sided p = {p:.2f}"
             )
     return "\n".join(lines)
@@ -117,6 +165,8 @@ def main() -> None:
     a = p.parse_args()
     results = collect(a.data, a.runs)
     print(table(results))
+    print()
+    print(loss_table(a.runs, [s for s in ("ours", "mmdet") if results.get(s)]))
     if a.json:
         a.json.write_text(
             json.dumps({s: {str(k): v for k, v in r.items()} for s, r in results.items()}, indent=1)
