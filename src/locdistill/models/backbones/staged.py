@@ -98,7 +98,8 @@ class StagedBackbone(Backbone):
 
     def _init_weights(self) -> None:
         """mmdetection's (and torchvision's) init: Kaiming normal (fan_out, ReLU) convs, BN weight 1 and
-        bias 0; the offset convs of deformable layers stay at zero."""
+        bias 0; the offset convs of deformable layers stay at zero. (:class:`ResNet` then zeroes each
+        block's last BN, as mmdetection's ResNet does.)"""
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
