@@ -132,6 +132,7 @@ class ResNet(StagedBackbone):
         for stage in self.stages:
             for block in stage:
                 last = block.bn3 if isinstance(block, Bottleneck) else block.bn2
+                assert isinstance(last, nn.BatchNorm2d)
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
 
