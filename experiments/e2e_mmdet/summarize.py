@@ -152,7 +152,7 @@ def table(results: dict[str, dict[int, dict[str, float]]]) -> str:
             pooled = math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
             lines.append(
                 f"- {m}: {SIDES[side]} - mmdetection = {diff:+.2f} (pooled std {pooled:.2f}); "
-                f"Welch t = {t:+.2f}, df = {df:.1f}, two-sided p = {p:.2f}"
+                f"Welch t = {t:+.2f}, df = {df:.1f}, two-sided p = {p:.3f}"
             )
     return "\n".join(lines)
 
