@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from locdistill.config import BackboneConfig
 from locdistill.models.backbones import (
@@ -103,3 +104,21 @@ def test_resnet_frozen_stage_counts(frozen_stages: int, n_frozen: int) -> None:
     modules = [net.conv1, net.bn1, net.layer1, net.layer2, net.layer3, net.layer4]
     frozen = [all(not p.requires_grad for p in m.parameters()) for m in modules]
     assert frozen == [True] * n_frozen + [False] * (len(modules) - n_frozen)
+
+
+@pytest.mark.parametrize(("depth", "last"), [(18, "bn2"), (50, "bn3")])
+def test_resnet_zero_inits_each_residual_branch_as_mmdet(depth: int, last: str) -> None:
+    """mmdetection ``ResNet(zero_init_residual=True)`` from scratch: the last BN of every block is 0
+    (weight and bias), every other BN is 1 / 0 (measured on mmdetection 3.3.0's ResNet-18 at base 16)."""
+    m = ResNet(depth=depth, base_width=16, frozen_stages=-1)
+    for name, module in m.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            want = 0.0 if name.endswith(last) else 1.0
+            assert torch.all(module.weight == want), name
+            assert torch.all(module.bias == 0), name
+
+
+def test_resnext_keeps_residual_bns_at_one_as_mmdet() -> None:
+    """mmdetection's ResNeXt blocks are another class, which its zero-init rule skips."""
+    m = ResNet(depth=50, base_width=16, groups=4, width_per_group=4, frozen_stages=-1)
+    assert all(torch.all(b.weight == 1) for b in m.modules() if isinstance(b, nn.BatchNorm2d))
