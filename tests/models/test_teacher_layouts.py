@@ -91,7 +91,17 @@ REFERENCES: dict[str, Reference] = {
         "res2net", 101, C4_C5, gflv2=True, multiscale=(480, 960)
     ),
 }
-NOT_MMDETECTION = {"gfl/gfl_effl2_fpn_bccd.yaml"}  # our EfficientNet-Lite teacher: no reference layout
+NOT_MMDETECTION = {
+    "gfl/gfl_effl2_fpn_bccd.yaml",  # our EfficientNet-Lite teachers: no reference layout
+    "atss_gfl/atss_gfl_effl2_fpn_bccd.yaml",
+    "fcos_gfl/fcos_gfl_effl2_fpn_bccd.yaml",
+    "retina_gfl/retina_gfl_effl2_fpn_bccd.yaml",
+    # the LD code's RetinaGFL / ATSS-GFL / FCOS-GFL teachers: no released checkpoint (its configs say
+    # "train your own"); their mmdetection layout is checked by tests/weights/test_family_import.py
+    "atss_gfl/atss_gfl_r101_fpn_coco_2x.yaml",
+    "fcos_gfl/fcos_gfl_r101_fpn_center_coco_2x.yaml",
+    "retina_gfl/retina_gfl_r101_fpn_coco_2x.yaml",
+}
 
 
 def teacher_configs() -> list[str]:
