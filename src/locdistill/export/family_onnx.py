@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from locdistill.export.check import ExportParityError
 from locdistill.export.family import ExportableFamily
+from locdistill.export.metadata import add_metadata
 from locdistill.models.detectors.family import FamilyDetector
 from locdistill.structures import ImageMeta
 from locdistill.utils.atomic_write import atomic_write
@@ -76,7 +77,7 @@ def export_family_onnx(
                 opset_version=opset,
                 dynamo=False,
             )
-        _add_metadata(tmp, _metadata(model, (h, w), names_meta, with_nms))
+        add_metadata(tmp, _metadata(model, (h, w), names_meta, with_nms))
         if check is not False:
             parity_check(tmp, model, wrapper, required=bool(check))
 
@@ -195,13 +196,3 @@ def _compare(what: str, got: Any, expected: Any, atol: float, rtol: float, diffs
             f"export check failed: {what} differ between onnxruntime and PyTorch by up to {err:.3g} "
             f"(tolerance {atol} + {rtol} x |value|). Nothing was written."
         )
-
-
-def _add_metadata(path: str, metadata: dict[str, str]) -> None:
-    import onnx
-
-    proto = onnx.load(path)
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, path)

@@ -43,6 +43,7 @@ import torch
 from locdistill.export.check import ExportParityError, default_check_images, parity_check
 from locdistill.export.family_onnx import export_family_onnx
 from locdistill.export.graph import ExportableGFL
+from locdistill.export.metadata import add_metadata
 from locdistill.export.preprocess import Recipe, preprocess
 from locdistill.models.detectors.family import FamilyDetector
 from locdistill.models.detectors.gfl import GFL, require_gfl
@@ -109,7 +110,7 @@ def export_onnx(
                 opset_version=opset,
                 dynamo=False,
             )
-        _add_metadata(tmp, _metadata(model, recipe, names_meta, with_nms))
+        add_metadata(tmp, _metadata(model, recipe, names_meta, with_nms))
         if check is not False:
             try:
                 parity_check(tmp, model, wrapper, recipe, images, required=bool(check))
@@ -154,20 +155,6 @@ def _metadata(model: GFL, recipe: Recipe, class_names: list[str], with_nms: bool
         "test_cfg": json.dumps(test),
         "producer": f"locdistill {__version__}",
     }
-
-
-def _add_metadata(path: str, metadata: dict[str, str]) -> None:
-    try:
-        import onnx
-    except ImportError:
-        raise ValueError(
-            "writing ONNX metadata needs the onnx package: pip install 'locdistill[export]'"
-        ) from None
-    proto = onnx.load(path)
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, path)
 
 
 def run_export(args: argparse.Namespace) -> int:
